@@ -1,0 +1,49 @@
+"""The `storm-wm` command: one sub-command per module in `storm_wm.commands`.
+
+Each command module exposes `add_parser(subparsers)` and sets `func` on its parser;
+a `StormError` raised anywhere becomes a one-line message and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from storm_wm.errors import StormError
+
+COMMANDS = ("train", "eval", "info", "bench", "report", "dream", "play", "sweep")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="storm-wm", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"storm_wm.commands.{name}")
+        except ModuleNotFoundError as error:
+            if error.name == f"storm_wm.commands.{name}":
+                continue  # command not present in this build
+            raise
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "accepts_overrides", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.overrides = extra
+    try:
+        return int(args.func(args) or 0)
+    except StormError as error:
+        print(f"storm-wm {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"storm-wm {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
