@@ -1,0 +1,86 @@
+"""Acting in real environments from the context of each environment's current episode."""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+
+import numpy as np
+import torch
+
+from storm_wm.models import ActorCritic, WorldModel
+from storm_wm.training.device import autocast
+
+
+class Policy:
+    """Chooses actions for N environments, each with its own episode context.
+
+    Each environment keeps its last `context_length` (frame, action) pairs of the current
+    episode. As in the authors' code, the frame just observed joins the context only after the
+    action is chosen: the policy acts on the model's prior sample for the current frame, which is
+    what it sees in imagination. With `act_on_posterior` it acts on the current frame's posterior
+    sample instead. With an empty context (the first step of an episode) the action is uniform.
+    """
+
+    def __init__(
+        self,
+        world_model: WorldModel,
+        actor_critic: ActorCritic,
+        num_envs: int,
+        num_actions: int,
+        *,
+        context_length: int,
+        device: torch.device,
+        dtype: torch.dtype,
+        rng: np.random.Generator,
+        act_on_posterior: bool = False,
+        greedy: bool = False,
+    ) -> None:
+        self.world_model = world_model
+        self.actor_critic = actor_critic
+        self.num_actions = num_actions
+        self.device = device
+        self.dtype = dtype
+        self.rng = rng
+        self.act_on_posterior = act_on_posterior
+        self.greedy = greedy
+        self.frames: list[deque[np.ndarray]] = [
+            deque(maxlen=context_length) for _ in range(num_envs)
+        ]
+        self.actions: list[deque[int]] = [deque(maxlen=context_length) for _ in range(num_envs)]
+
+    def reset(self, env_index: int) -> None:
+        """Forgets env `env_index`'s context: its episode ended."""
+        self.frames[env_index].clear()
+        self.actions[env_index].clear()
+
+    @torch.no_grad()
+    def act(self, frames: np.ndarray, random: bool = False) -> np.ndarray:
+        """frames (N, H, W, 3) uint8, the current observation of each env -> actions (N,)."""
+        actions = self.rng.integers(0, self.num_actions, size=len(frames))
+        if not random:
+            # Envs whose contexts have the same length run as one batch.
+            groups: dict[int, list[int]] = defaultdict(list)
+            for index, context in enumerate(self.actions):
+                if context:
+                    groups[len(context)].append(index)
+            for indices in groups.values():
+                actions[indices] = self._act_batch(indices, frames[indices])
+        for index, action in enumerate(actions):
+            self.frames[index].append(frames[index])
+            self.actions[index].append(int(action))
+        return actions
+
+    def _act_batch(self, indices: list[int], current: np.ndarray) -> np.ndarray:
+        context_frames = torch.from_numpy(np.stack([np.stack(self.frames[i]) for i in indices]))
+        context_actions = torch.tensor([list(self.actions[i]) for i in indices])
+        with autocast(self.device, self.dtype):
+            start = self.world_model.start_from_context(
+                context_frames.to(self.device), context_actions.to(self.device)
+            )
+            latent = start.latent
+            if self.act_on_posterior:
+                latent = self.world_model.encode(
+                    torch.from_numpy(current[:, None]).to(self.device)
+                )[:, 0]
+            state = torch.cat([latent, start.feature.float()], dim=-1)
+            return self.actor_critic.act(state, greedy=self.greedy).cpu().numpy()

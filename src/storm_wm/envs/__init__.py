@@ -1,0 +1,9 @@
+"""Environments: every game as uint8 64 x 64 RGB frames, discrete actions and a life-loss flag.
+
+Dependency-light on purpose: envs never import models or the trainer.
+"""
+
+from storm_wm.envs.catalog import GameSpec, resolve_game
+from storm_wm.envs.factory import make_env, make_vector_env
+
+__all__ = ["GameSpec", "make_env", "make_vector_env", "resolve_game"]

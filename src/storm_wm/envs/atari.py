@@ -1,0 +1,157 @@
+"""Atari through the ALE, preprocessed the way SPEC.md's two evaluation protocols say.
+
+gymnasium's ``AtariPreprocessing`` is not used: when an episode ends in the middle of a
+frame skip it returns the previous step's frame instead of the last frames actually played,
+so the terminal observation the world model learns from would be stale.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any, SupportsFloat
+
+import ale_py
+import cv2
+import gymnasium as gym
+import numpy as np
+from ale_py.registration import rom_id_to_name
+
+gym.register_envs(ale_py)
+
+FRAME_SKIP = 4
+"""ALE frames per agent step: the agent repeats its action this many times."""
+
+NOOP_ACTION = 0
+"""Index of NOOP in every game's minimal action set."""
+
+
+@dataclass(frozen=True)
+class AtariProtocol:
+    """How an evaluation protocol configures the ALE (SPEC.md, "Observations and environment")."""
+
+    repeat_action_probability: float
+    """Sticky actions: chance that the ALE repeats the previous action on each frame."""
+    noop_max: int
+    """Reset plays a uniform 1..noop_max NOOP frames; 0 turns no-op starts off."""
+
+
+PROTOCOLS: dict[str, AtariProtocol] = {
+    # What the STORM authors ran: the v5 default sticky actions and no no-op starts.
+    "storm": AtariProtocol(repeat_action_probability=0.25, noop_max=0),
+    # IRIS, DIAMOND and DreamerV3's atari100k config: deterministic ALE, random no-op starts.
+    "standard": AtariProtocol(repeat_action_probability=0.0, noop_max=30),
+}
+
+
+def normalize_game_name(name: str) -> str:
+    """Key under which "montezuma_revenge", "MontezumaRevenge" and "montezuma revenge" meet."""
+    return name.lower().replace("_", "").replace("-", "").replace(" ", "")
+
+
+@functools.cache
+def atari_game_names() -> dict[str, str]:
+    """Map normalized name -> canonical name for every single-player ROM shipped with ale-py.
+
+    The canonical name is the one in the ``ALE/<Game>-v5`` id; ROMs with no v5 id
+    (two-player-only games) are left out because they cannot be played alone.
+    """
+    names = {}
+    for rom_id in ale_py.roms.get_all_rom_ids():
+        name = rom_id_to_name(rom_id)
+        if f"ALE/{name}-v5" in gym.registry:
+            names[normalize_game_name(name)] = name
+    return names
+
+
+class AtariFrameSkip(gym.Wrapper):
+    """Repeat each action for 4 ALE frames, sum the rewards and return the max of the last 2 frames.
+
+    The max removes the flicker of sprites drawn only on every other frame. The pooled frame is
+    resized to ``image_size`` square with area interpolation (SPEC.md). With ``noop_max > 0``,
+    reset plays a uniform 1..noop_max NOOP frames so that deterministic games start in varied
+    states. Only frames of the current step are pooled: a step cut short by the episode's end
+    after one frame returns that frame alone.
+    """
+
+    def __init__(self, env: gym.Env, *, image_size: int, noop_max: int = 0) -> None:
+        super().__init__(env)
+        if getattr(env.unwrapped, "_frameskip", None) != 1:
+            raise ValueError("AtariFrameSkip needs an ALE env created with frameskip=1")
+        if noop_max > 0 and env.unwrapped.get_action_meanings()[NOOP_ACTION] != "NOOP":
+            raise ValueError("no-op starts need NOOP as action 0")
+        self.image_size = image_size
+        self.noop_max = noop_max
+        self.observation_space = gym.spaces.Box(0, 255, (image_size, image_size, 3), dtype=np.uint8)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        frame, info = self.env.reset(seed=seed, options=options)
+        if self.noop_max > 0:
+            # The ALE env's own generator is reseeded by reset(seed), so the count is reproducible.
+            noops = int(self.env.unwrapped.np_random.integers(1, self.noop_max + 1))
+            for _ in range(noops):
+                frame, _, terminated, truncated, step_info = self.env.step(NOOP_ACTION)
+                info = {**info, **step_info}
+                if terminated or truncated:  # only with an absurdly small frame cap
+                    frame, info = self.env.reset(options=options)
+        return self._resize(frame), info
+
+    def step(self, action: int) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
+        total_reward = 0.0
+        frames: list[np.ndarray] = []
+        for _ in range(FRAME_SKIP):
+            frame, reward, terminated, truncated, info = self.env.step(action)
+            total_reward += float(reward)
+            frames = [*frames[-1:], frame]
+            if terminated or truncated:
+                break
+        pooled = frames[0] if len(frames) == 1 else np.maximum(frames[0], frames[1])
+        return self._resize(pooled), total_reward, terminated, truncated, info
+
+    def _resize(self, frame: np.ndarray) -> np.ndarray:
+        size = (self.image_size, self.image_size)
+        return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+
+
+class LifeLossInfo(gym.Wrapper):
+    """Set ``info["life_loss"]`` on the step where the ALE life counter decreased.
+
+    The trainer stores ``terminated or life_loss`` as the replay buffer's termination flag
+    (SPEC.md); the episode itself goes on until game over or the frame cap.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.lives = 0
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        observation, info = self.env.reset(seed=seed, options=options)
+        self.lives = self.env.unwrapped.ale.lives()
+        return observation, {**info, "life_loss": False}
+
+    def step(self, action: int) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        lives = self.env.unwrapped.ale.lives()
+        info = {**info, "life_loss": lives < self.lives}
+        self.lives = lives
+        return observation, reward, terminated, truncated, info
+
+
+def make_atari_env(
+    game: str, *, protocol: str, image_size: int, max_episode_frames: int
+) -> gym.Env:
+    """Build ``ALE/<game>-v5`` with the given protocol's sticky actions and no-op starts."""
+    settings = PROTOCOLS[protocol]
+    env = gym.make(
+        f"ALE/{game}-v5",
+        frameskip=1,  # the wrapper repeats actions so that it can see the last two frames
+        repeat_action_probability=settings.repeat_action_probability,
+        full_action_space=False,
+        max_num_frames_per_episode=max_episode_frames,
+    )
+    env = AtariFrameSkip(env, image_size=image_size, noop_max=settings.noop_max)
+    return LifeLossInfo(env)

@@ -1,0 +1,1 @@
+"""Training: devices and precision, the update steps, acting, logging, checkpoints, the loop."""
