@@ -127,6 +127,6 @@ def test_slow_critic_moves_two_percent_towards_the_critic():
             p.add_(1.0)
     agent.update_slow_critic()
     for before, slow, critic in zip(
-        slow_before, agent.slow_critic.parameters(), agent.critic.parameters()
+        slow_before, agent.slow_critic.parameters(), agent.critic.parameters(), strict=True
     ):
         torch.testing.assert_close(slow, 0.98 * before + 0.02 * critic)

@@ -1,0 +1,241 @@
+"""`storm-wm report` run the way a user runs it, on fake run directories with known scores.
+
+The runs: 2 games x 2 seeds, with final scores chosen to have round human-normalized scores
+(Pong: random -20.7, human 14.6, range 35.3; Breakout: random 1.7, human 30.5, range 28.8):
+
+    Pong      -3.05 -> HNS 0.50,   4.01 -> 0.70;  mean  0.48 -> 0.60
+    Breakout   8.90 -> HNS 0.25,  23.30 -> 0.75;  mean 16.10 -> 0.50
+
+so, over these 2 games: mean HNS (0.6 + 0.5) / 2 = 0.55, median 0.55; IQM of the pooled
+0.25 0.5 0.7 0.75 after cutting one per end = (0.5 + 0.7) / 2 = 0.6; optimality gap
+(0.5 + 0.3 + 0.75 + 0.25) / 4 = 0.45.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from storm_wm.analysis.curves import bin_learning_curve
+from storm_wm.analysis.runs import load_episode_returns
+from storm_wm.cli import main
+from storm_wm.errors import StormError
+
+SCORES = {("Pong", 1): -3.05, ("Pong", 2): 4.01, ("Breakout", 1): 8.9, ("Breakout", 2): 23.3}
+SAMPLES = "300"  # enough for intervals to exist; the figures checked here are point estimates
+
+
+def make_run(directory: Path, game: str, seed: int, score: float) -> Path:
+    """A run directory as `storm-wm train` and `storm-wm eval` leave it."""
+    directory.mkdir(parents=True)
+    evaluation = {
+        "game": game, "game_kind": "atari", "protocol": "storm", "seed": seed, "step": 100000,
+        "policy": "sampled", "episodes": 2, "returns": [score - 1, score + 1], "mean": score,
+        "std": 1.0, "human_normalized": None, "checkpoint": "checkpoints/final.pt",
+    }  # fmt: skip
+    (directory / "eval.json").write_text(json.dumps(evaluation))
+    # episode returns rising with steps: seed 1 ends episodes at 0, 1000, ..., seed 2 at 500, ...
+    lines = []
+    for index in range(10):
+        step = index * 1000 + (seed - 1) * 500
+        lines.append(
+            {"step": step, "env/episode_return": float(index + seed), "env/episode_length": 9}
+        )
+        lines.append({"step": step + 10, "world_model/reward_loss": 0.1})
+    (directory / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (directory / "config.json").write_text(json.dumps({"env": {"game": game}, "seed": seed}))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def run_dirs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    root = tmp_path_factory.mktemp("runs")
+    return [
+        make_run(root / f"{game}-{seed}", game, seed, score)
+        for (game, seed), score in SCORES.items()
+    ]
+
+
+@pytest.fixture(scope="module")
+def report_dir(run_dirs: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("report")
+    arguments = ["report", *map(str, run_dirs), "--reference", "storm", "--out", str(out)]
+    assert main([*arguments, "--bootstrap-samples", SAMPLES, "--seed", "3"]) == 0
+    return out
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def table_row(markdown: str, first_cell: str) -> list[str]:
+    """The cells of the first Markdown table row that starts with `first_cell`."""
+    for line in markdown.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == first_cell:
+            return cells
+    raise AssertionError(f"no table row for {first_cell!r}")
+
+
+def test_per_game_rows(report_dir: Path) -> None:
+    markdown = (report_dir / "report.md").read_text()
+    # Pong: t(0.975, df=1) = 12.7062 times s / sqrt(2) = |4.01 + 3.05| / 2 = 3.53 -> -+44.85
+    # STORM's published Pong mean: (20.8 + 20.5 - 7.4 + 20.4 + 2.1) / 5 = 11.28
+    assert table_row(markdown, "Pong") == ["Pong", "0.480", "[-44.4, 45.3]", "2", "0.600", "11.3"]
+    assert table_row(markdown, "Breakout")[:5] == [
+        "Breakout",
+        "16.1",
+        "[-75.4, 107.6]",
+        "2",
+        "0.500",
+    ]
+    assert "Student-t" in markdown
+
+
+def test_aggregate_rows(report_dir: Path) -> None:
+    markdown = (report_dir / "report.md").read_text()
+    ours = table_row(markdown, "storm-wm")
+    assert ours[:3] == ["storm-wm", "2", "2"]
+    points = [cell.split(" [")[0] for cell in ours[3:]]
+    assert points == ["0.550", "0.550", "0.600", "0.450"]  # mean, median, IQM, gap (docstring)
+    # STORM on the same 2 games: Pong (11.28 + 20.7) / 35.3 = 0.906, Breakout 14.2 / 28.8 = 0.493,
+    # mean (0.906 + 0.493) / 2 = 0.700
+    storm = table_row(markdown, "STORM")  # the first STORM row: the same-games table
+    assert storm[:3] == ["STORM", "2", "5"] and storm[3].startswith("0.700 [")
+    assert "Over the 2 games storm-wm covers (Breakout, Pong), not all 26" in markdown
+    assert "| STORM | 26 | 5 | 1.222 [" in markdown  # the published figure, listed apart
+    # P(ours > STORM): Pong, -3.05 beats -7.4, 4.01 beats -7.4 and 2.1 -> 3/10; Breakout,
+    # 8.9 beats 8, 23.3 beats 18.5 16 13 8 -> 5/10; average 0.4
+    assert "| STORM | 2 | 0.400 [" in markdown
+    assert "storm_wm.analysis.stats" in markdown and "rliable" in markdown  # footer
+
+
+def test_csv_files_hold_the_numbers(report_dir: Path) -> None:
+    per_game = {(row["method"], row["game"]): row for row in read_csv(report_dir / "per_game.csv")}
+    assert int(per_game["storm-wm", "Pong"]["runs"]) == 2
+    assert float(per_game["storm-wm", "Pong"]["mean"]) == pytest.approx(0.48)
+    assert float(per_game["storm-wm", "Pong"]["human_normalized"]) == pytest.approx(0.6)
+    assert float(per_game["STORM", "Pong"]["mean"]) == pytest.approx(11.28)
+    assert len([key for key in per_game if key[0] == "STORM"]) == 26
+
+    aggregates = read_csv(report_dir / "aggregates.csv")
+    ours = {row["metric"]: row for row in aggregates if row["method"] == "storm-wm"}
+    expected = {"mean": 0.55, "median": 0.55, "iqm": 0.6, "optimality_gap": 0.45}
+    for metric, value in expected.items():
+        assert float(ours[metric]["point"]) == pytest.approx(value)
+        assert float(ours[metric]["ci_low"]) <= value <= float(ours[metric]["ci_high"])
+    storm_all = [row for row in aggregates if row["method"] == "STORM" and row["games"] == "26"]
+    assert float(next(r for r in storm_all if r["metric"] == "mean")["point"]) == pytest.approx(
+        1.2221, abs=1e-4
+    )
+
+    improvement = read_csv(report_dir / "probability_of_improvement.csv")
+    assert [(row["method_y"], row["games"]) for row in improvement] == [("STORM", "2")]
+    assert float(improvement[0]["probability"]) == pytest.approx(0.4)
+
+    curves = read_csv(report_dir / "learning_curves.csv")
+    assert {row["game"] for row in curves} == {"Pong", "Breakout"}
+    assert all(int(row["runs"]) <= 2 for row in curves)
+    runs = read_csv(report_dir / "runs.csv")
+    assert sorted(float(row["score"]) for row in runs) == sorted(SCORES.values())
+
+
+def test_plots_are_valid_images(report_dir: Path) -> None:
+    for name in ("learning_curves.png", "aggregate_intervals.png", "per_game_hns.png"):
+        with Image.open(report_dir / name) as image:
+            image.verify()
+        with Image.open(report_dir / name) as image:
+            assert image.format == "PNG"
+            assert image.width >= 300 and image.height >= 200
+            assert len(image.convert("L").getcolors(maxcolors=100000)) > 10  # not blank
+        assert f"]({name})" in (report_dir / "report.md").read_text()
+
+
+def test_learning_curve_binning_by_hand() -> None:
+    # last step 10, 2 bins [0, 5) and [5, 10]: run 1 has 1 (step 0) and 3 (step 10),
+    # run 2 has 5 and 7 (steps 5 and 10, both in bin 2, mean 6)
+    runs = [(np.array([0, 10]), np.array([1.0, 3.0])), (np.array([5, 10]), np.array([5.0, 7.0]))]
+    curve = bin_learning_curve("Pong", runs, bins=2)
+    assert curve is not None
+    assert list(curve.steps) == [2.5, 7.5]
+    assert list(curve.mean) == [1.0, 4.5]  # bin 1: run 1 only; bin 2: (3 + 6) / 2
+    assert list(curve.runs) == [1, 2]
+    assert np.isnan(curve.low[0]) and curve.low[1] < 4.5 < curve.high[1]
+
+
+def test_metrics_file_tolerates_only_a_partly_written_last_line(tmp_path: Path) -> None:
+    metrics = tmp_path / "metrics.jsonl"
+    complete = '{"step": 5, "env/episode_return": 2.5}\n{"step": 6, "actor/entropy": 1.0}\n'
+    metrics.write_text(complete + '{"step": 9, "env/episo')  # a run still writing
+    steps, returns = load_episode_returns(metrics)
+    assert list(steps) == [5] and list(returns) == [2.5]
+    metrics.write_text('{"step": 9, "env/episo\n' + complete)
+    with pytest.raises(StormError, match="metrics.jsonl:1 is not a JSON object"):
+        load_episode_returns(metrics)
+
+
+def test_score_file_as_primary_and_beside_runs(run_dirs: list[Path], tmp_path: Path) -> None:
+    score_file = tmp_path / "baseline.json"
+    score_file.write_text(json.dumps({"Pong": [14.6, 14.6, -20.7], "Breakout": [16.1]}))
+    out = tmp_path / "alone"
+    arguments = ["report", str(score_file), "--reference", "", "--out", str(out)]
+    assert main([*arguments, "--bootstrap-samples", "50"]) == 0
+    markdown = (out / "report.md").read_text()
+    # Pong: mean (14.6 + 14.6 - 20.7) / 3 = 2.8333, HNS 23.5333 / 35.3 = 0.667; 3 seeds
+    assert table_row(markdown, "Pong")[0:5:3] == ["Pong", "3"]
+    assert table_row(markdown, "Pong")[4] == "0.667"
+    assert table_row(markdown, "Breakout")[2:5] == ["—", "1", "0.500"]  # one seed: no interval
+    assert "# Atari 100k report: baseline" in markdown
+
+    out = tmp_path / "beside"
+    arguments = ["report", *map(str, run_dirs), str(score_file), "--reference", "", "--out"]
+    assert main([*arguments, str(out), "--bootstrap-samples", "50"]) == 0
+    markdown = (out / "report.md").read_text()
+    assert table_row(markdown, "game")[-1] == "baseline"
+    assert table_row(markdown, "Pong")[-1] == "2.8"
+    assert "| baseline | 2 | 1–3 |" in markdown  # ragged runs per game
+
+
+def run_report(arguments: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    status = main(["report", *arguments])
+    return status, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing", "does not exist"),
+        ("no_eval", "has no eval.json"),
+        ("reference", "unknown reference method 'muzero': choose from storm, dreamerv3"),
+        ("malformed", "is not a readable JSON score file"),
+        ("bad_eval", "has no finite 'mean' score"),
+        ("same_seed", "are both Pong seed 1; pass each seed of a game once"),
+        ("same_name", "two methods are named 'STORM'"),
+    ],
+)
+def test_bad_inputs_exit_2_with_one_line(
+    case: str, message: str, run_dirs: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    arguments = {
+        "missing": [str(tmp_path / "nowhere")],
+        "no_eval": [str(tmp_path)],
+        "reference": [str(run_dirs[0]), "--reference", "storm,muzero"],
+        "malformed": [str(tmp_path / "scores.json")],
+        "bad_eval": [str(tmp_path / "run")],
+        "same_seed": [str(run_dirs[0]), str(make_run(tmp_path / "copy", "Pong", 1, 0.0))],
+        "same_name": [str(run_dirs[0]), "--label", "STORM"],
+    }[case]
+    (tmp_path / "scores.json").write_text("{not json")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "eval.json").write_text(json.dumps({"game": "Pong", "mean": None}))
+    status, error = run_report([*arguments, "--out", str(tmp_path / "out")], capsys)
+    assert status == 2
+    assert error.startswith("storm-wm report: error: ") and error.count("\n") == 1
+    assert message in error
+    assert not (tmp_path / "out").exists()
