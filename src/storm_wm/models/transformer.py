@@ -146,7 +146,7 @@ class StochasticTransformer(nn.Module):
         )  # fmt: skip
 
     def step(self, latents: torch.Tensor, actions: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """Feeds T new tokens (B, T, ...) after those in `cache`; returns (B, T, hidden) features."""
+        """Feeds T new tokens (B, T, ...) after those in `cache`; returns their features."""
         if cache.length + latents.shape[1] > self.config.max_length:
             raise ValueError(
                 f"sequence longer than the position embedding ({self.config.max_length})"
