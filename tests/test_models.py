@@ -130,3 +130,22 @@ def test_slow_critic_moves_two_percent_towards_the_critic():
         slow_before, agent.slow_critic.parameters(), agent.critic.parameters(), strict=True
     ):
         torch.testing.assert_close(slow, 0.98 * before + 0.02 * critic)
+
+
+def test_folded_batchnorm_encoder_equals_the_plain_one():
+    from storm_wm.models.networks import Encoder
+
+    torch.manual_seed(0)
+    encoder = Encoder((8, 16, 16, 16), 64)
+    encoder.train()
+    for _ in range(3):  # give BatchNorm non-trivial running statistics
+        encoder(torch.rand(8, 3, 64, 64))
+    with torch.no_grad():
+        for module in encoder.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.5, 0.5)
+    encoder.eval()
+    frames = torch.rand(5, 3, 64, 64)
+    plain = encoder.layers(frames).flatten(1)
+    torch.testing.assert_close(encoder(frames), plain, atol=1e-5, rtol=1e-5)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
+from torch.nn import functional as F
 
 
 def mlp_trunk(inputs: int, hidden: int, layers: int = 2) -> nn.Sequential:
@@ -35,8 +37,25 @@ class Encoder(nn.Module):
         self.final_size = image_size // 2 ** len(channels)
         self.output_size = channels[-1] * self.final_size**2
 
-    def forward(self, frames):
-        return self.layers(frames).flatten(1)
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            return self.layers(frames).flatten(1)
+        return self._folded_forward(frames).flatten(1)
+
+    def _folded_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Eval mode: each BatchNorm folded into its convolution's weight and bias.
+
+        The same function as conv -> BatchNorm(running statistics) -> ReLU, but one pass over
+        the activations instead of three; imagination and acting encode many frames this way.
+        The folding is recomputed per call (the weights are tiny), so it is never stale.
+        """
+        modules = list(self.layers)
+        for conv, norm in zip(modules[0::3], modules[1::3], strict=True):
+            scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+            weight = conv.weight * scale[:, None, None, None]
+            bias = norm.bias - norm.running_mean * scale
+            x = F.relu(F.conv2d(x, weight, bias, stride=2, padding=1), inplace=True)
+        return x
 
 
 class Decoder(nn.Module):
