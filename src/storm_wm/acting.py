@@ -53,6 +53,21 @@ class Policy:
         self.frames[env_index].clear()
         self.actions[env_index].clear()
 
+    def context_state(self, env_index: int) -> dict[str, torch.Tensor]:
+        """Env `env_index`'s episode context as tensors, to checkpoint an episode in progress."""
+        frames = self.frames[env_index]
+        return {
+            "frames": torch.from_numpy(np.stack(frames)) if frames else torch.zeros(0),
+            "actions": torch.tensor(list(self.actions[env_index]), dtype=torch.int64),
+        }
+
+    def restore_context(self, env_index: int, state: dict[str, torch.Tensor]) -> None:
+        """Puts back a context saved by `context_state`, so acting continues exactly."""
+        self.reset(env_index)
+        for frame, action in zip(state["frames"], state["actions"].tolist(), strict=True):
+            self.frames[env_index].append(frame.numpy())
+            self.actions[env_index].append(int(action))
+
     @torch.no_grad()
     def act(self, frames: np.ndarray, random: bool = False) -> np.ndarray:
         """frames (N, H, W, 3) uint8, the current observation of each env -> actions (N,)."""
@@ -66,7 +81,7 @@ class Policy:
             for indices in groups.values():
                 actions[indices] = self._act_batch(indices, frames[indices])
         for index, action in enumerate(actions):
-            self.frames[index].append(frames[index])
+            self.frames[index].append(np.array(frames[index]))  # a copy: callers reuse buffers
             self.actions[index].append(int(action))
         return actions
 

@@ -115,6 +115,18 @@ class TrainConfig:
     checkpoint_every: int = 2_500
     log_every: int = 250
     """Environment steps between logged training-metric averages."""
+    diagnostics_every: int = 2_500
+    """Environment steps between logged open-loop k-step errors of the world model on recent
+    replay windows (open_loop/* in TensorBoard and metrics.jsonl); 0 turns them off."""
+    video_every: int = 10_000
+    """Environment steps between dream videos (real, reconstructed and imagined frames side by
+    side) logged to TensorBoard under world_model/dream; 0 turns them off."""
+    checkpoint_keep: int = 3
+    """Newest checkpoints kept (older ones, and replay chunks only they need, go); 0 keeps all."""
+    max_nonfinite_updates: int = 20
+    """Updates in a row of one model with a non-finite loss (each skipped) before training stops."""
+    deterministic: bool = False
+    """Deterministic algorithms only, so a resumed run matches one left alone bit for bit (CPU)."""
 
 
 @dataclass(frozen=True)

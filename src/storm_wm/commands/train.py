@@ -1,11 +1,22 @@
-"""`storm-wm train`: train STORM on one game from one command."""
+"""`storm-wm train`: train STORM on one game from one command, or continue a run with --resume."""
 
 from __future__ import annotations
 
 import argparse
+import signal
 from pathlib import Path
 
-from storm_wm.config import PRESETS, build_config, parse_overrides
+from storm_wm.config import PRESETS, Config, build_config, parse_overrides
+from storm_wm.errors import StormError
+
+
+class _Given(argparse.Action):
+    """Stores the value and remembers that it was given: a resumed run takes the others from
+    its saved config, not from the parser's defaults."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.given = {*getattr(namespace, "given", ()), self.dest}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -14,47 +25,93 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="train an agent",
         description="Train STORM on one game. Any config field can be overridden with a dotted "
         "option, e.g. --agent.gamma 0.99 or --world_model.batch_size=8 "
-        "(see the run's config.json).",
+        "(see the run's config.json). SIGINT or SIGTERM stops after the current step with a "
+        "checkpoint; --resume RUN_DIR continues from the newest good checkpoint.",
         allow_abbrev=False,
     )
     parser.add_argument(
         "--game", default=None, help="Atari name (Pong, MsPacman, ...), toy:catch or gym:<id>"
     )
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=1, action=_Given)
     parser.add_argument(
-        "--preset", default="atari100k", help=f"one of {', '.join(PRESETS)}; stack with +"
-    )
+        "--preset", default="atari100k", action=_Given,
+        help=f"one of {', '.join(PRESETS)}; stack with +",
+    )  # fmt: skip
     parser.add_argument(
         "--steps", type=int, default=None, help="environment steps (default: the preset's)"
     )
     parser.add_argument(
         "--run-dir", type=Path, default=None, help="default: runs/<game>_<preset>_seed<seed>"
     )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    parser.add_argument("--precision", default="auto", help="auto, bf16 or fp32")
+    parser.add_argument(
+        "--resume", type=Path, default=None, metavar="RUN_DIR",
+        help="continue this run from its newest good checkpoint; options given must match its "
+        "config, except --steps (a new step budget)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--deterministic", action="store_true",
+        help="deterministic algorithms only: an interrupted and resumed run ends with the same "
+        "weights as one left alone (bit for bit on CPU)",
+    )  # fmt: skip
+    parser.add_argument("--device", default="auto", action=_Given, help="auto, cpu, cuda or mps")
+    parser.add_argument("--precision", default="auto", action=_Given, help="auto, bf16 or fp32")
     parser.add_argument("--protocol", default=None, choices=("storm", "standard"))
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run, accepts_overrides=True)
 
 
-def config_from_args(args: argparse.Namespace):
+def explicit_overrides(args: argparse.Namespace, given_only: bool = False) -> dict:
+    """The config changes this command line asks for, as dotted overrides.
+
+    With `given_only`, options left at their defaults (--seed, --device, --precision) are not
+    included: resuming takes them from the run's saved config.
+    """
     overrides: dict = parse_overrides(args.overrides)
-    if args.game is not None:
-        overrides["env.game"] = args.game
-    if args.protocol is not None:
-        overrides["env.protocol"] = args.protocol
-    if args.steps is not None:
-        overrides["train.steps"] = args.steps
-    overrides.update({"seed": args.seed, "device": args.device, "precision": args.precision})
-    return build_config(args.preset, overrides)
+    given = getattr(args, "given", set())
+    named = {
+        "env.game": args.game, "env.protocol": args.protocol, "train.steps": args.steps,
+        "train.deterministic": True if args.deterministic else None,
+    }  # fmt: skip
+    for name in ("seed", "device", "precision"):
+        named[name] = getattr(args, name) if name in given or not given_only else None
+    overrides.update({name: value for name, value in named.items() if value is not None})
+    return overrides
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    return build_config(args.preset, explicit_overrides(args))
+
+
+def resumed_config(args: argparse.Namespace, saved: Config) -> Config:
+    """The saved config with this command line's options on top (checked against it later)."""
+    from storm_wm.training.resume import apply_overrides
+
+    if "preset" in getattr(args, "given", set()) and args.preset != saved.preset:
+        return config_from_args(args)  # every field the other preset changes will be named
+    return apply_overrides(saved, explicit_overrides(args, given_only=True))
 
 
 def run(args: argparse.Namespace) -> int:
+    from storm_wm.training.resume import load_run_config
     from storm_wm.training.run import default_run_dir, train
 
-    config = config_from_args(args)
-    run_dir = args.run_dir or default_run_dir(config)
-    state = train(config, run_dir, show_progress=not args.no_progress)
+    if args.resume is not None:
+        if args.run_dir is not None and args.run_dir != args.resume:
+            raise StormError("give the run directory once: --resume RUN_DIR (without --run-dir)")
+        run_dir = args.resume
+        config = resumed_config(args, load_run_config(run_dir))
+    else:
+        config = config_from_args(args)
+        run_dir = args.run_dir or default_run_dir(config)
+    state = train(
+        config, run_dir, show_progress=not args.no_progress, resume=args.resume is not None
+    )
+    if state.stopped_by:
+        print(
+            f"storm-wm: stopped by {state.stopped_by} at step {state.step} with a checkpoint; "
+            f"continue with `storm-wm train --resume {run_dir}`"
+        )
+        return 128 + int(signal.Signals[state.stopped_by])
     print(
         f"storm-wm: {state.step} steps, {state.updates} updates, "
         f"{state.episode} episodes -> {run_dir}"

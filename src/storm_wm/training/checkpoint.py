@@ -1,8 +1,25 @@
-"""Checkpoints: written atomically, loaded without executing code (weights-only unpickling)."""
+"""Checkpoint files: versioned, checksummed, written atomically, loaded without running code.
+
+A checkpoint `RUN_DIR/checkpoints/step_<step>.ckpt` is three parts:
+
+1. the magic line `storm-wm checkpoint\\n` (anything else is not a storm-wm checkpoint);
+2. one line of JSON, the header: `format_version`, `payload_bytes`, the payload's `sha256`, and a
+   summary (`step`, `game`, `num_actions`, `replay_total`) readable without loading the payload;
+3. the payload: `torch.save` of a dict holding only tensors and plain containers.
+
+The checksum is verified before anything is unpickled, so a truncated or bit-flipped file fails
+with a one-line reason (and resuming falls back to an older checkpoint) instead of loading
+garbage; the payload is unpickled with `weights_only=True`, so opening a checkpoint from a
+stranger cannot run code. See docs/resume.md for what the payload holds.
+"""
 
 from __future__ import annotations
 
-import os
+import contextlib
+import hashlib
+import io
+import json
+import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -10,17 +27,25 @@ from typing import Any
 import torch
 
 from storm_wm.errors import StormError
+from storm_wm.training.atomic import write_atomically
 
-FORMAT_VERSION = 1
-_NAME = re.compile(r"^step_(\d+)\.pt$")
+FORMAT_VERSION = 2
+MAGIC = b"storm-wm checkpoint\n"
+_HEADER_LIMIT = 1 << 16
+_NAME = re.compile(r"^step_(\d+)\.ckpt$")
+CHECKPOINT_DIRECTORY = "checkpoints"
+
+
+class CorruptCheckpointError(StormError):
+    """The file is damaged (truncated, flipped bytes, not a checkpoint): an older one may do."""
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / "checkpoints"
+    return Path(run_dir) / CHECKPOINT_DIRECTORY
 
 
 def checkpoint_path(run_dir: Path, step: int) -> Path:
-    return checkpoint_dir(run_dir) / f"step_{step:09d}.pt"
+    return checkpoint_dir(run_dir) / f"step_{step:09d}.ckpt"
 
 
 def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
@@ -32,33 +57,151 @@ def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any]) -> Path:
-    """Writes `state` for `step` via a temporary file, fsync and rename: never half a file."""
+def encode_checkpoint(state: dict[str, Any], summary: dict[str, Any]) -> list[bytes]:
+    """The file's bytes: magic, header line (with the payload's checksum), payload."""
+    buffer = io.BytesIO()
+    torch.save({"format_version": FORMAT_VERSION, **state}, buffer)
+    payload = buffer.getbuffer()
+    header = {
+        "format_version": FORMAT_VERSION,
+        "payload_bytes": len(payload),
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        **summary,
+    }
+    return [MAGIC, json.dumps(header).encode("utf-8") + b"\n", payload]
+
+
+def save_checkpoint(
+    run_dir: Path, step: int, state: dict[str, Any], summary: dict[str, Any] | None = None
+) -> Path:
+    """Writes `state` as the checkpoint of `step`: temporary file, fsync, rename.
+
+    On failure (disk full, read-only disk) the temporary file is removed, every earlier
+    checkpoint is left as it was, and the error names the newest one still intact.
+    """
     path = checkpoint_path(run_dir, step)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    with temporary.open("wb") as file:
-        torch.save({"format_version": FORMAT_VERSION, "step": step, **state}, file)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
+    parts = encode_checkpoint({"step": step, **state}, {"step": step, **(summary or {})})
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, parts)
+    except OSError as error:
+        raise StormError(write_failure_message(run_dir, f"checkpoint {path}", error)) from None
     return path
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Loads with `weights_only=True`: tensors and plain containers only, no code runs."""
+def write_failure_message(run_dir: Path, what: str, error: OSError) -> str:
+    """One line: what could not be written, why, and that the previous checkpoint is intact."""
+    reason = error.strerror or str(error)
+    intact = [step for step, _ in list_checkpoints(run_dir)]
+    kept = (
+        f"the checkpoint of step {intact[-1]} is intact"
+        if intact
+        else "no earlier checkpoint was written"
+    )
+    return (
+        f"cannot write {what}: {reason}; {kept}. Free disk space (or make {run_dir} writable), "
+        f"then continue with `storm-wm train --resume {run_dir}`"
+    )
+
+
+def read_header(path: Path) -> dict[str, Any]:
+    """The JSON header alone (cheap: the payload is not read)."""
+    with _open(path) as file:
+        return _read_header(file, path)
+
+
+def _open(path: Path):
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return Path(path).open("rb")
     except FileNotFoundError:
         raise StormError(f"no checkpoint at {path}") from None
-    except Exception as error:  # corrupt, truncated or unsafe files
-        reason = str(error).splitlines()[0][:200]
-        raise StormError(f"cannot load checkpoint {path}: {reason}") from None
-    if state.get("format_version") != FORMAT_VERSION:
-        raise StormError(
-            f"{path} has checkpoint format {state.get('format_version')}, expected {FORMAT_VERSION}"
+    except OSError as error:
+        raise StormError(f"cannot read checkpoint {path}: {error.strerror}") from None
+
+
+def _read_header(file, path: Path) -> dict[str, Any]:
+    magic = file.read(len(MAGIC))
+    if magic != MAGIC:
+        if magic.startswith(b"PK\x03\x04"):
+            raise CorruptCheckpointError(
+                f"{path} is a plain torch file (checkpoint format 1, without a checksum); "
+                "this storm-wm reads format 2 only: retrain, or load it with the older version"
+            )
+        raise CorruptCheckpointError(f"{path} is not a storm-wm checkpoint (no header)")
+    line = file.readline(_HEADER_LIMIT)
+    try:
+        header = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CorruptCheckpointError(f"{path} has a damaged header") from None
+    if not isinstance(header, dict) or header.get("format_version") != FORMAT_VERSION:
+        version = header.get("format_version") if isinstance(header, dict) else None
+        raise CorruptCheckpointError(
+            f"{path} has checkpoint format {version}, expected {FORMAT_VERSION}"
         )
+    return header
+
+
+def load_checkpoint(path: Path, *, check_run_config: bool = True) -> dict[str, Any]:
+    """Verifies the checksum, then unpickles weights-only: tensors and plain containers only.
+
+    With `check_run_config`, a checkpoint inside `RUN_DIR/checkpoints` is also checked against
+    `RUN_DIR/config.json` (game, action count, architecture), so a file copied in from another
+    run is named as such instead of failing inside `load_state_dict`.
+    """
+    path = Path(path)
+    with _open(path) as file:
+        header = _read_header(file, path)
+        payload = file.read(int(header.get("payload_bytes", 0)) + 1)
+    expected = int(header.get("payload_bytes", -1))
+    if len(payload) != expected:
+        raise CorruptCheckpointError(
+            f"{path} is truncated ({len(payload)} of {expected} payload bytes)"
+            if len(payload) < expected
+            else f"{path} has bytes after its payload"
+        )
+    if hashlib.sha256(payload).hexdigest() != header.get("sha256"):
+        raise CorruptCheckpointError(f"{path} is corrupt (its SHA-256 checksum does not match)")
+    try:
+        state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        reason = str(error).splitlines()[0][:160]
+        raise StormError(
+            f"refusing to load {path}: it holds objects other than tensors and plain data, and "
+            f"unpickling them could run code ({reason})"
+        ) from None
+    except Exception as error:  # a checksum-valid file that torch cannot parse
+        reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+        raise CorruptCheckpointError(f"cannot read checkpoint {path}: {reason}") from None
+    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+        raise CorruptCheckpointError(f"{path} does not hold a storm-wm training state")
+    if check_run_config:
+        _check_against_run_config(path, state)
     return state
+
+
+def _check_against_run_config(path: Path, state: dict[str, Any]) -> None:
+    from storm_wm.config import Config
+    from storm_wm.training.compatibility import check_checkpoint_matches
+
+    if path.parent.name != CHECKPOINT_DIRECTORY:
+        return
+    config_path = path.parent.parent / "config.json"
+    if config_path.is_file():
+        config = Config.load(config_path)
+        check_checkpoint_matches(state, config, path, num_actions=_action_count(config))
+
+
+def _action_count(config) -> int | None:
+    """The action count of the run's game, as its env reports it (None if it cannot be built)."""
+    from storm_wm.envs import make_env
+
+    try:
+        env = make_env(config.env.game, protocol=config.env.protocol)
+    except Exception:  # the game's own error is clearer where the run builds its env
+        return None
+    count = int(env.action_space.n)
+    env.close()
+    return count
 
 
 def find_checkpoint(run_dir: Path, step: int | None = None) -> Path:
@@ -73,3 +216,14 @@ def find_checkpoint(run_dir: Path, step: int | None = None) -> Path:
             return path
     steps = ", ".join(str(s) for s, _ in checkpoints)
     raise StormError(f"{run_dir} has no checkpoint at step {step}; available: {steps}")
+
+
+def prune_checkpoints(run_dir: Path, keep: int) -> list[tuple[int, Path]]:
+    """Deletes all but the newest `keep` checkpoints (0 keeps all); returns those kept."""
+    checkpoints = list_checkpoints(run_dir)
+    if keep <= 0 or len(checkpoints) <= keep:
+        return checkpoints
+    for _, path in checkpoints[:-keep]:
+        with contextlib.suppress(OSError):
+            path.unlink()
+    return checkpoints[-keep:]

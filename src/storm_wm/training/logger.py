@@ -1,4 +1,9 @@
-"""Metrics to `metrics.jsonl` and TensorBoard, with hierarchical names and env-step indices."""
+"""Metrics to `metrics.jsonl` and TensorBoard, with hierarchical names and env-step indices.
+
+A resumed run continues the same files: records written after the checkpoint it resumes from
+(the process went on for a while before it died) are dropped first, from metrics.jsonl and
+from TensorBoard (`purge_step`), so that every step index appears once and none is missing.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ from pathlib import Path
 
 import torch
 from tensorboardX import SummaryWriter
+
+from storm_wm.training.atomic import write_text_atomically
 
 
 class MetricAccumulator:
@@ -34,14 +41,30 @@ class MetricAccumulator:
         self.counts.clear()
         return means
 
+    def state_dict(self) -> dict[str, dict]:
+        """The sums since the last flush: a resumed run logs the same averages as one left alone."""
+        return {
+            "sums": {name: value.cpu() for name, value in self.sums.items()},
+            "counts": dict(self.counts),
+        }
+
+    def load_state_dict(self, state: dict[str, dict], device: torch.device) -> None:
+        self.sums = {name: value.to(device) for name, value in state["sums"].items()}
+        self.counts = defaultdict(int, state["counts"])
+
 
 class Logger:
     """Appends one JSON object per record to metrics.jsonl and mirrors it to TensorBoard."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, resume_step: int | None = None) -> None:
+        """With `resume_step`, first drops every record of a later step (see the module doc)."""
         self.path = run_dir / "metrics.jsonl"
+        purge_step = None
+        if resume_step is not None:
+            truncate_metrics(self.path, resume_step)
+            purge_step = resume_step + 1
         self.file = self.path.open("a", encoding="utf-8")
-        self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+        self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=purge_step)
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         record = {"step": int(step)}
@@ -61,3 +84,18 @@ class Logger:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def truncate_metrics(path: Path, last_step: int) -> None:
+    """Keeps the records of steps <= `last_step` (and drops a half-written last line)."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # the process died in the middle of writing this line
+        if line.endswith("\n") and int(record.get("step", 0)) <= last_step:
+            kept.append(line)
+    write_text_atomically(path, "".join(kept))

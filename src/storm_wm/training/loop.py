@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import gymnasium
 import numpy as np
+import psutil
+import torch
 from tqdm import tqdm
 
 from storm_wm.acting import Policy
 from storm_wm.config import Config
+from storm_wm.errors import StormError
 from storm_wm.replay import ReplayBuffer
 from storm_wm.training.logger import Logger, MetricAccumulator
 from storm_wm.training.trainer import Trainer
@@ -19,9 +24,37 @@ from storm_wm.training.trainer import Trainer
 
 @dataclass
 class LoopState:
+    """Where the run is: counters and the episode in progress. All of it goes in a checkpoint."""
+
     step: int = 0
     episode: int = 0
     updates: int = 0
+    episode_return: float = 0.0
+    episode_length: int = 0
+    frame: np.ndarray | None = None
+    """The observation the next action is chosen on; None: the env must be reset first."""
+    reset_seed: int | None = None
+    """Seed of that reset: the run's seed at the start; a derived one for a restarted episode."""
+    stopped_by: str | None = None
+    """The signal that ended the run early, if one did (not saved)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step, "episode": self.episode, "updates": self.updates,
+            "episode_return": self.episode_return, "episode_length": self.episode_length,
+            "frame": None if self.frame is None else torch.from_numpy(self.frame.copy()),
+            "reset_seed": self.reset_seed,
+        }  # fmt: skip
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> LoopState:
+        frame = state["frame"]
+        return cls(
+            step=int(state["step"]), episode=int(state["episode"]), updates=int(state["updates"]),
+            episode_return=float(state["episode_return"]),
+            episode_length=int(state["episode_length"]),
+            frame=None if frame is None else frame.numpy(), reset_seed=state["reset_seed"],
+        )  # fmt: skip
 
 
 def train_loop(
@@ -35,52 +68,107 @@ def train_loop(
     save: Callable[[LoopState], None],
     state: LoopState | None = None,
     show_progress: bool = True,
+    *,
+    accumulator: MetricAccumulator | None = None,
+    stop_requested: Callable[[], str | None] = lambda: None,
 ) -> LoopState:
-    """Runs until `config.train.steps` environment steps; one update every `train_every` steps."""
+    """Runs until `config.train.steps` environment steps; one update every `train_every` steps.
+
+    Starting from `state` (a resumed run) continues its episode in progress. `save` is called
+    every `checkpoint_every` steps, at the end, when `stop_requested()` names a signal (then the
+    loop returns early with `state.stopped_by` set) and before stopping on non-finite losses.
+    """
     schedule = config.train
-    state = state or LoopState()
-    accumulator = MetricAccumulator()
-    # Only the first reset is seeded: the environment's own generator carries on from there.
-    frame, _ = env.reset(seed=config.seed)
-    episode_return, episode_length = 0.0, 0
+    state = state or LoopState(reset_seed=config.seed)
+    accumulator = accumulator if accumulator is not None else MetricAccumulator()
+    if state.frame is None:
+        state.frame, _ = env.reset(seed=state.reset_seed)
+        policy.reset(0)
+    process = psutil.Process()
     started, started_step = time.perf_counter(), state.step
     progress = tqdm(
         total=schedule.steps, initial=state.step, unit="step", dynamic_ncols=True,
         disable=not show_progress, desc=config.env.game,
     )  # fmt: skip
     while state.step < schedule.steps:
+        frame = state.frame
         warming_up = len(replay) < schedule.warmup_steps
         action = int(policy.act(frame[None], random=warming_up)[0])
         next_frame, reward, terminated, truncated, info = env.step(action)
         replay.add(frame, action, float(reward), bool(terminated or info.get("life_loss", False)))
         state.step += 1
-        episode_return += float(reward)
-        episode_length += 1
+        state.episode_return += float(reward)
+        state.episode_length += 1
         if terminated or truncated:
             logger.log(
                 state.step,
-                {"env/episode_return": episode_return, "env/episode_length": episode_length},
-            )
-            progress.set_postfix(episode_return=f"{episode_return:g}", refresh=False)
+                {"env/episode_return": state.episode_return,
+                 "env/episode_length": state.episode_length},
+            )  # fmt: skip
+            progress.set_postfix(episode_return=f"{state.episode_return:g}", refresh=False)
             state.episode += 1
             policy.reset(0)
-            frame, _ = env.reset()
-            episode_return, episode_length = 0.0, 0
+            state.frame, _ = env.reset()
+            state.episode_return, state.episode_length = 0.0, 0
         else:
-            frame = next_frame
+            state.frame = next_frame
 
+        failure = None
         if not warming_up and state.step % schedule.train_every == 0:
             accumulator.add(trainer.train_step(replay, rng))
             state.updates += 1
+            failure = _check_nonfinite(trainer, schedule.max_nonfinite_updates, state.step)
         if state.step % schedule.log_every == 0:
             metrics = accumulator.flush()
             if metrics:
                 metrics["train/updates"] = state.updates
+                metrics["train/skipped_updates"] = trainer.skipped_updates
                 elapsed = time.perf_counter() - started
                 metrics["train/steps_per_second"] = (state.step - started_step) / elapsed
+                metrics["system/memory_mb"] = process.memory_info().rss / 2**20
                 logger.log(state.step, metrics)
-        if state.step % schedule.checkpoint_every == 0 or state.step == schedule.steps:
+        state.stopped_by = stop_requested()
+        due = state.step % schedule.checkpoint_every == 0 or state.step == schedule.steps
+        if failure:
+            progress.close()
+            if not _weights_are_finite(trainer):
+                raise StormError(
+                    f"{failure}; the weights are no longer finite and were not saved: the newest "
+                    "checkpoint holds the last good ones"
+                )
+            save(state)
+            raise StormError(
+                f"{failure}; the checkpoint of step {state.step} holds the last finite weights. "
+                "Check the game's rewards and the learning rates, then start a new run (or "
+                "evaluate this one with `storm-wm eval`)"
+            )
+        if due or state.stopped_by:
             save(state)
         progress.update(1)
+        if state.stopped_by:
+            break
     progress.close()
     return state
+
+
+def _check_nonfinite(trainer: Trainer, limit: int, step: int) -> str | None:
+    """Warns on the first skipped update of a streak; the message to stop with past `limit`."""
+    for model, streak in trainer.nonfinite_streaks.items():
+        if streak == 1:
+            tqdm.write(
+                f"storm-wm: warning: step {step}: non-finite {model.replace('_', '-')} loss or "
+                "gradient; update skipped",
+                file=sys.stderr,
+            )
+        if streak >= limit:
+            return (
+                f"training stopped at step {step}: {streak} {model.replace('_', '-')} updates "
+                "in a row had a non-finite loss or gradient (each was skipped; "
+                f"train.max_nonfinite_updates is {limit})"
+            )
+    return None
+
+
+def _weights_are_finite(trainer: Trainer) -> bool:
+    modules = (trainer.models.world_model, trainer.models.actor_critic)
+    return all(bool(torch.isfinite(p).all()) for module in modules for p in module.parameters())

@@ -1,8 +1,10 @@
-"""Builds everything a training run needs from a Config and hands it to the loop."""
+"""Builds everything a training run needs from a Config, restores it on resume, runs the loop."""
 
 from __future__ import annotations
 
+import json
 import random
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +15,21 @@ from storm_wm.config import Config
 from storm_wm.envs import make_env, resolve_game
 from storm_wm.errors import StormError
 from storm_wm.replay import ReplayBuffer
-from storm_wm.training.checkpoint import save_checkpoint
+from storm_wm.training.atomic import write_text_atomically
+from storm_wm.training.checkpoint import (
+    prune_checkpoints,
+    read_header,
+    save_checkpoint,
+    write_failure_message,
+)
+from storm_wm.training.determinism import deterministic_algorithms
 from storm_wm.training.device import resolve_device, resolve_precision
-from storm_wm.training.logger import Logger
+from storm_wm.training.logger import Logger, MetricAccumulator
 from storm_wm.training.loop import LoopState, train_loop
+from storm_wm.training.replay_store import ReplayStore
+from storm_wm.training.resume import check_resume_config, load_run_config, select_checkpoint
+from storm_wm.training.signals import StopSignals
+from storm_wm.training.snapshot import Components, capture, restore
 from storm_wm.training.trainer import Trainer, build_models
 
 
@@ -36,8 +49,8 @@ def prepare_run_dir(run_dir: Path) -> None:
     """Refuses to reuse a run directory: it would mix two runs' metrics and checkpoints."""
     if (run_dir / "config.json").exists():
         raise StormError(
-            f"{run_dir} already holds a run; pass --resume to continue it "
-            "or choose another --run-dir"
+            f"{run_dir} already holds a run (left untouched); continue it with "
+            f"`storm-wm train --resume {run_dir}` or choose another --run-dir"
         )
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -45,15 +58,75 @@ def prepare_run_dir(run_dir: Path) -> None:
         raise StormError(f"cannot create run directory {run_dir}: {error.strerror}") from None
 
 
-def train(config: Config, run_dir: Path, show_progress: bool = True) -> LoopState:
+def write_config(config: Config, run_dir: Path) -> None:
+    try:
+        text = json.dumps(config.to_dict(), indent=2) + "\n"
+        write_text_atomically(run_dir / "config.json", text)
+    except OSError as error:
+        raise StormError(f"cannot write to run directory {run_dir}: {error.strerror}") from None
+
+
+def check_training_settings(config: Config) -> None:
+    """Checks the checkpoint settings validate() does not know about."""
+    if config.train.checkpoint_keep < 0:
+        raise StormError("train.checkpoint_keep must be 0 (keep all) or more")
+    if config.train.max_nonfinite_updates < 1:
+        raise StormError("train.max_nonfinite_updates must be at least 1")
+
+
+def save_training_checkpoint(
+    run_dir: Path, config: Config, components: Components, state: LoopState
+) -> Path:
+    """Appends the new replay steps as a chunk, writes the checkpoint, prunes old ones."""
+    store = components.replay_store
+    try:
+        store.flush(components.replay)
+    except OSError as error:
+        raise StormError(write_failure_message(run_dir, "a replay chunk", error)) from None
+    summary = {
+        "game": components.game,
+        "num_actions": components.num_actions,
+        "replay_total": components.replay.total_added,
+    }
+    path = save_checkpoint(run_dir, state.step, capture(config, components, state), summary)
+    kept = prune_checkpoints(run_dir, config.train.checkpoint_keep)
+    if config.train.checkpoint_keep > 0 and kept:
+        try:
+            oldest_total = int(read_header(kept[0][1])["replay_total"])
+        except (StormError, KeyError, ValueError):
+            return path  # an unreadable old checkpoint: keep every chunk
+        store.prune(oldest_total - components.replay.capacity)
+    return path
+
+
+def train(
+    config: Config, run_dir: Path, show_progress: bool = True, *, resume: bool = False
+) -> LoopState:
+    """Trains a new run in `run_dir`, or with `resume` continues the run there.
+
+    `state.stopped_by` of the result names the signal if SIGINT or SIGTERM ended it early.
+    """
+    check_training_settings(config)
     spec = resolve_game(config.env.game)
+    run_dir = Path(run_dir)
+    if resume:
+        check_resume_config(load_run_config(run_dir), config, run_dir)
+    else:
+        prepare_run_dir(run_dir)
+        write_config(config, run_dir)
     env = make_env(
         spec, protocol=config.env.protocol, seed=config.seed, image_size=config.env.image_size,
         max_episode_frames=config.env.max_episode_frames,
     )  # fmt: skip
-    prepare_run_dir(run_dir)
-    config.save(run_dir / "config.json")
+    try:
+        with deterministic_algorithms(config.train.deterministic):
+            return _train(config, run_dir, spec.name, env, show_progress, resume)
+    finally:
+        env.close()
 
+
+def build_components(config: Config, run_dir: Path, game: str, env) -> Components:
+    """Models, trainer, replay (and its store on disk), policy and generator of one run."""
     rng = seed_everything(config.seed)
     device = resolve_device(config.device)
     dtype = resolve_precision(config.precision, device)
@@ -66,25 +139,44 @@ def train(config: Config, run_dir: Path, show_progress: bool = True) -> LoopStat
         context_length=config.train.act_context, device=device, dtype=dtype, rng=rng,
         act_on_posterior=config.train.act_on_posterior,
     )  # fmt: skip
+    return Components(
+        game, num_actions, env, models, trainer, replay,
+        ReplayStore(run_dir, config.train.replay_capacity), policy, MetricAccumulator(), rng,
+    )  # fmt: skip
 
-    def save(state: LoopState) -> None:
-        save_checkpoint(run_dir, state.step, {
-            "game": spec.name, "num_actions": num_actions, "updates": state.updates,
-            "world_model": models.world_model.state_dict(),
-            "actor_critic": models.actor_critic.state_dict(),
-            "world_model_optimizer": trainer.world_model_optimizer.state_dict(),
-            "agent_optimizer": trainer.agent_optimizer.state_dict(),
-        })  # fmt: skip
+
+def _train(config, run_dir, game, env, show_progress, resume) -> LoopState:
+    components = build_components(config, run_dir, game, env)
+    replay = components.replay
+    state, resume_step = None, None
+    if resume:
+        store = components.replay_store
+        checkpoint = select_checkpoint(run_dir, config, components.num_actions, replay, store)
+        if checkpoint is None:
+            print(f"storm-wm: {run_dir} has no checkpoint yet; starting it over", file=sys.stderr)
+            resume_step = 0
+        else:
+            state = restore(config, components, checkpoint)
+            resume_step = state.step
+        if resume_step > config.train.steps:
+            raise StormError(
+                f"{run_dir} is already at step {resume_step}, past --steps "
+                f"{config.train.steps}; give a budget of at least {resume_step}"
+            )
+        components.replay_store.discard_after(replay.total_added)
+        write_config(config, run_dir)  # records a new step budget
 
     if show_progress:
+        device = next(components.models.world_model.parameters()).device
+        dtype = str(components.trainer.dtype).removeprefix("torch.")
+        verb = f"resuming at step {resume_step}" if resume_step else "training"
         print(
-            f"storm-wm: training {spec.name} ({config.preset}, seed {config.seed}) for "
-            f"{config.train.steps} steps on {device} ({str(dtype).removeprefix('torch.')}) "
-            f"-> {run_dir}"
+            f"storm-wm: {verb} {game} ({config.preset}, seed {config.seed}) for "
+            f"{config.train.steps} steps on {device} ({dtype}) -> {run_dir}"
         )
-    with Logger(run_dir) as logger:
-        state = train_loop(
-            config, env, replay, trainer, policy, logger, rng, save, show_progress=show_progress
-        )
-    env.close()
-    return state
+    with Logger(run_dir, resume_step) as logger, StopSignals() as stop:
+        return train_loop(
+            config, env, replay, components.trainer, components.policy, logger, components.rng,
+            lambda loop_state: save_training_checkpoint(run_dir, config, components, loop_state),
+            state, show_progress, accumulator=components.accumulator, stop_requested=stop,
+        )  # fmt: skip

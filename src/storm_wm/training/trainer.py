@@ -29,11 +29,29 @@ def build_models(config: Config, num_actions: int, device: torch.device) -> Mode
     return Models(world_model, actor_critic)
 
 
+def _snapshot_buffers(module: torch.nn.Module) -> list[torch.Tensor]:
+    """Copies of BatchNorm statistics and the return normalizer's EMAs, which the forward pass
+    itself updates: a skipped update must leave them as they were, or a NaN would stay there."""
+    return [buffer.clone() for buffer in module.buffers()]
+
+
+def _restore_buffers(module: torch.nn.Module, snapshot: list[torch.Tensor]) -> None:
+    with torch.no_grad():
+        for buffer, saved in zip(module.buffers(), snapshot, strict=True):
+            buffer.copy_(saved)
+
+
 class Trainer:
     """Updates the world model and the agent from replay; returns detached metric tensors.
 
     The world model is in train mode (BatchNorm batch statistics, dropout) only inside its own
     update; imagination and acting see it in eval mode.
+
+    An update whose loss or gradient norm is not finite is skipped (no optimizer step, no slow
+    critic step): one NaN would otherwise spread to every weight and to Adam's moments, ruining
+    the run for good. `nonfinite_streaks` counts such updates in a row per model, for the loop to
+    stop on; `skipped_updates` counts them all. No gradient scaler is needed: bf16 autocast keeps
+    fp32's exponent range.
     """
 
     def __init__(self, models: Models, config: Config, device: torch.device, dtype: torch.dtype):
@@ -52,27 +70,65 @@ class Trainer:
         self.agent_optimizer = torch.optim.Adam(
             self.agent_parameters, lr=config.agent.learning_rate, eps=config.agent.adam_eps
         )
+        self.nonfinite_streaks = {"world_model": 0, "agent": 0}
+        self.skipped_updates = 0
 
-    def _step(self, loss, optimizer, parameters, clip) -> torch.Tensor:
+    def _step(self, name, loss, optimizer, parameters, clip) -> tuple[torch.Tensor, bool]:
+        """Backward, clip, step; skips the step when the loss or the gradient is not finite."""
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(parameters, clip)
-        optimizer.step()
-        return norm
+        # One host synchronisation per update: deciding to skip needs the value.
+        finite = bool(torch.isfinite(loss.detach()) & torch.isfinite(norm))
+        if finite:
+            optimizer.step()
+            self.nonfinite_streaks[name] = 0
+        else:
+            optimizer.zero_grad(set_to_none=True)
+            self.nonfinite_streaks[name] += 1
+            self.skipped_updates += 1
+        return norm, finite
+
+    @staticmethod
+    def _skipped_metrics(loss: torch.Tensor) -> dict[str, torch.Tensor]:
+        # The skipped update's other metrics are NaN too and would poison the logged averages.
+        return {"nonfinite": torch.ones((), device=loss.device)}
+
+    def state_dict(self) -> dict:
+        """Optimizer states and non-finite counters (the models are saved by their owner)."""
+        return {
+            "world_model_optimizer": self.world_model_optimizer.state_dict(),
+            "agent_optimizer": self.agent_optimizer.state_dict(),
+            "nonfinite_streaks": dict(self.nonfinite_streaks),
+            "skipped_updates": self.skipped_updates,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.world_model_optimizer.load_state_dict(state["world_model_optimizer"])
+        self.agent_optimizer.load_state_dict(state["agent_optimizer"])
+        self.nonfinite_streaks = dict(state["nonfinite_streaks"])
+        self.skipped_updates = int(state["skipped_updates"])
 
     def update_world_model(self, replay: ReplayBuffer, rng: np.random.Generator) -> dict:
         config = self.config.world_model
         batch = replay.sample(config.batch_size, config.sequence_length, rng).to(self.device)
         world_model = self.models.world_model
+        buffers = _snapshot_buffers(world_model)
         world_model.train()
         with autocast(self.device, self.dtype):
             loss, metrics = world_model.loss(
                 batch.frames, batch.actions, batch.rewards, batch.terminations
             )
-        metrics["grad_norm"] = self._step(
-            loss, self.world_model_optimizer, world_model.parameters(), config.grad_clip
-        )
+        norm, finite = self._step(
+            "world_model", loss, self.world_model_optimizer, world_model.parameters(),
+            config.grad_clip,
+        )  # fmt: skip
         world_model.eval()
+        if finite:
+            metrics.update(grad_norm=norm, nonfinite=torch.zeros((), device=loss.device))
+        else:
+            _restore_buffers(world_model, buffers)
+            metrics = self._skipped_metrics(loss)
         return {f"world_model/{name}": value for name, value in metrics.items()}
 
     def imagine(self, replay: ReplayBuffer, rng: np.random.Generator) -> ImaginedRollout:
@@ -89,14 +145,20 @@ class Trainer:
 
     def update_agent(self, rollout: ImaginedRollout) -> dict:
         actor_critic = self.models.actor_critic
+        buffers = _snapshot_buffers(actor_critic)
         with autocast(self.device, self.dtype):
             loss, metrics = actor_critic.loss(
                 rollout.states, rollout.actions, rollout.rewards, rollout.terminations
             )
-        metrics["grad_norm"] = self._step(
-            loss, self.agent_optimizer, self.agent_parameters, self.config.agent.grad_clip
+        norm, finite = self._step(
+            "agent", loss, self.agent_optimizer, self.agent_parameters, self.config.agent.grad_clip
         )
-        actor_critic.update_slow_critic()
+        if finite:
+            actor_critic.update_slow_critic()
+            metrics.update(grad_norm=norm, nonfinite=torch.zeros((), device=loss.device))
+        else:
+            _restore_buffers(actor_critic, buffers)
+            metrics = self._skipped_metrics(loss)
         return {f"agent/{name}": value for name, value in metrics.items()}
 
     def train_step(self, replay: ReplayBuffer, rng: np.random.Generator) -> dict:

@@ -1,0 +1,109 @@
+"""Whether a checkpoint or a resumed run fits a config: mismatches are named, never guessed at.
+
+Loading weights of another game, action count or architecture either crashes deep inside
+`load_state_dict` or, worse, silently plays with a policy trained on something else; these
+checks turn every such case into one line that names the fields that differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from storm_wm.config import Config
+from storm_wm.envs import resolve_game
+from storm_wm.errors import StormError
+
+ARCHITECTURE_FIELDS: tuple[str, ...] = (
+    "env.game", "env.image_size",
+    "world_model.channels", "world_model.categoricals", "world_model.classes",
+    "world_model.hidden", "world_model.layers", "world_model.heads", "world_model.feedforward",
+    "world_model.max_length", "world_model.head_hidden", "world_model.bins",
+    "agent.hidden", "agent.bins",
+)  # fmt: skip
+"""Fields that shape the weights (or what they mean): they must match to evaluate a checkpoint."""
+
+RESUMABLE_FIELDS: tuple[str, ...] = ("train.steps",)
+"""Fields a resumed run may change: only the step budget."""
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"agent": {"gamma": 0.9}} -> {"agent.gamma": 0.9}; tuples and lists compare equal."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = list(value) if isinstance(value, tuple | list) else value
+    return flat
+
+
+def _canonical_game(name: Any) -> Any:
+    try:
+        return resolve_game(str(name)).name
+    except StormError:
+        return name
+
+
+def config_differences(
+    expected: Mapping[str, Any],
+    actual: Mapping[str, Any],
+    *,
+    only: Iterable[str] | None = None,
+    ignore: Iterable[str] = (),
+) -> list[str]:
+    """`name: expected -> actual` for every differing field (all of them, or those in `only`)."""
+    left, right = flatten(expected), flatten(actual)
+    for flat in (left, right):
+        if "env.game" in flat:
+            flat["env.game"] = _canonical_game(flat["env.game"])
+    names = list(only) if only is not None else sorted(set(left) | set(right))
+    skipped = set(ignore)
+    missing = "<absent>"
+    return [
+        f"{name} {left.get(name, missing)!r} vs {right.get(name, missing)!r}"
+        for name in names
+        if name not in skipped and left.get(name, missing) != right.get(name, missing)
+    ]
+
+
+def checkpoint_mismatches(
+    checkpoint: Mapping[str, Any],
+    config: Config,
+    *,
+    num_actions: int | None = None,
+    only: Iterable[str] | None = ARCHITECTURE_FIELDS,
+) -> list[str]:
+    """What differs between a loaded checkpoint and `config` (and the env's action count)."""
+    problems = []
+    game = resolve_game(config.env.game).name
+    if checkpoint.get("game") != game:
+        problems.append(f"game {checkpoint.get('game')!r} vs {game!r}")
+    if num_actions is not None and checkpoint.get("num_actions") != num_actions:
+        problems.append(f"num_actions {checkpoint.get('num_actions')!r} vs {num_actions!r}")
+    saved = checkpoint.get("config")
+    if isinstance(saved, Mapping):
+        differences = config_differences(
+            saved, config.to_dict(), only=only, ignore=("env.game", *RESUMABLE_FIELDS)
+        )
+        problems += differences
+    return problems
+
+
+def check_checkpoint_matches(
+    checkpoint: Mapping[str, Any],
+    config: Config,
+    path: Path,
+    *,
+    num_actions: int | None = None,
+    only: Iterable[str] | None = ARCHITECTURE_FIELDS,
+) -> None:
+    """Raises a one-line StormError naming each mismatch (checkpoint value vs config value)."""
+    problems = checkpoint_mismatches(checkpoint, config, num_actions=num_actions, only=only)
+    if problems:
+        raise StormError(
+            f"{path} does not match this run (checkpoint vs run): {'; '.join(problems)}; "
+            "use the checkpoint with the run directory it was written in"
+        )

@@ -1,0 +1,108 @@
+"""Continuing a run: which config it may continue with, and which checkpoint to continue from.
+
+A resumed run must be the same experiment: any config difference but the step budget is
+refused by name. It continues from the newest checkpoint that verifies (its own checksum and
+those of its replay chunks); a damaged one is renamed `*.corrupt` (kept, never deleted) with a
+one-line warning, and the one before it is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from storm_wm.config import Config, from_dict
+from storm_wm.errors import StormError
+from storm_wm.replay import ReplayBuffer
+from storm_wm.training.atomic import remove_temporary_files
+from storm_wm.training.checkpoint import (
+    CorruptCheckpointError,
+    checkpoint_dir,
+    list_checkpoints,
+    load_checkpoint,
+)
+from storm_wm.training.compatibility import (
+    RESUMABLE_FIELDS,
+    check_checkpoint_matches,
+    config_differences,
+)
+from storm_wm.training.replay_store import ReplayStore
+
+
+def load_run_config(run_dir: Path) -> Config:
+    """The config a run was started with; a clear error if `run_dir` holds no run."""
+    if not (Path(run_dir) / "config.json").is_file():
+        raise StormError(
+            f"{run_dir} holds no storm-wm run (no config.json) to resume; start one with "
+            f"`storm-wm train --run-dir {run_dir}`"
+        )
+    return Config.load(Path(run_dir) / "config.json")
+
+
+def apply_overrides(config: Config, overrides: dict[str, Any]) -> Config:
+    """`config` with dotted overrides ({"train.steps": "500"}) applied, typed and validated."""
+    data = config.to_dict()
+    for dotted, value in overrides.items():
+        section, _, key = dotted.partition(".")
+        target = data.get(section) if key else data
+        if not isinstance(target, dict) or (key or section) not in target:
+            raise StormError(f"unknown config field {dotted!r}; see `storm-wm train --help`")
+        target[key or section] = value
+    return from_dict(data)
+
+
+def check_resume_config(saved: Config, requested: Config, run_dir: Path) -> None:
+    """Refuses to continue a run with a different config, naming every changed field."""
+    differences = config_differences(saved.to_dict(), requested.to_dict(), ignore=RESUMABLE_FIELDS)
+    if differences:
+        raise StormError(
+            f"cannot resume {run_dir} with a different config (run vs now): "
+            f"{'; '.join(differences)}. Only the step budget (--steps) may change: drop those "
+            "options, or start a new run with another --run-dir"
+        )
+
+
+def select_checkpoint(
+    run_dir: Path,
+    config: Config,
+    num_actions: int,
+    replay: ReplayBuffer,
+    replay_store: ReplayStore,
+    warn: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+) -> dict[str, Any] | None:
+    """The newest good checkpoint, its replay buffer already restored; None if there is none.
+
+    A mismatched checkpoint (another game, action count or architecture) is an error, not a
+    reason to fall back: it means the run directory was tampered with.
+    """
+    remove_temporary_files(checkpoint_dir(run_dir))
+    candidates = list_checkpoints(run_dir)
+    if not candidates:
+        if any(checkpoint_dir(run_dir).glob("*.corrupt")):
+            raise StormError(
+                f"every checkpoint in {checkpoint_dir(run_dir)} is damaged (renamed *.corrupt); "
+                "start a new run with another --run-dir"
+            )
+        return None
+    damaged: list[str] = []
+    for step, path in reversed(candidates):
+        try:
+            checkpoint = load_checkpoint(path, check_run_config=False)
+            check_checkpoint_matches(checkpoint, config, path, num_actions=num_actions, only=None)
+            replay_state = checkpoint["replay"]
+            replay_store.restore(replay, replay_state["chunks"], replay_state["total"])
+        except CorruptCheckpointError as error:
+            damaged.append(str(error))
+            with contextlib.suppress(OSError):
+                path.rename(path.with_name(path.name + ".corrupt"))
+            continue
+        for reason in damaged:
+            warn(f"storm-wm: warning: {reason}; renamed it *.corrupt and resumed from step {step}")
+        return checkpoint
+    raise StormError(
+        f"no usable checkpoint in {checkpoint_dir(run_dir)} ({len(damaged)} damaged, renamed "
+        f"*.corrupt; newest: {damaged[0]}); start a new run with another --run-dir"
+    )

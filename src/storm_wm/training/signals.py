@@ -1,0 +1,47 @@
+"""SIGINT and SIGTERM ask training to stop after the current step, with a checkpoint.
+
+A preempted machine sends SIGTERM and waits a little before SIGKILL; Ctrl-C sends SIGINT. The
+first of either only sets `requested`: the loop finishes its step (never half an update), writes
+a checkpoint and returns. A second one gets the previous handler, so a user can still force
+an exit (Ctrl-C twice raises KeyboardInterrupt).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from types import FrameType
+
+HANDLED = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopSignals:
+    """Context manager: while active, `requested` becomes the signal's name on the first one."""
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self.previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopSignals:
+        # Handlers can only be installed from the main thread (not, e.g., in a worker thread).
+        if threading.current_thread() is threading.main_thread():
+            for number in HANDLED:
+                previous = signal.signal(number, self._handle)
+                self.previous[number] = signal.SIG_DFL if previous is None else previous
+        return self
+
+    def _handle(self, number: int, frame: FrameType | None) -> None:
+        if self.requested is None:
+            self.requested = signal.Signals(number).name
+            return
+        signal.signal(number, self.previous.pop(number, signal.SIG_DFL))
+        os.kill(os.getpid(), number)
+
+    def __exit__(self, *exc) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+        self.previous.clear()
+
+    def __call__(self) -> str | None:
+        return self.requested
