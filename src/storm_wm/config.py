@@ -172,6 +172,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train": {
             "steps": 300, "warmup_steps": 100, "train_every": 4, "eval_episodes": 2,
             "checkpoint_every": 100, "log_every": 50, "replay_capacity": 10_000,
+            "diagnostics_every": 150, "video_every": 300,
         },
         "env": {"max_episode_frames": 800},
     },

@@ -71,12 +71,14 @@ def train_loop(
     *,
     accumulator: MetricAccumulator | None = None,
     stop_requested: Callable[[], str | None] = lambda: None,
+    on_step: Callable[[int], None] = lambda step: None,
 ) -> LoopState:
     """Runs until `config.train.steps` environment steps; one update every `train_every` steps.
 
     Starting from `state` (a resumed run) continues its episode in progress. `save` is called
     every `checkpoint_every` steps, at the end, when `stop_requested()` names a signal (then the
     loop returns early with `state.stopped_by` set) and before stopping on non-finite losses.
+    `on_step(step)` runs after every environment step (world-model diagnostics and videos).
     """
     schedule = config.train
     state = state or LoopState(reset_seed=config.seed)
@@ -127,6 +129,7 @@ def train_loop(
                 metrics["train/steps_per_second"] = (state.step - started_step) / elapsed
                 metrics["system/memory_mb"] = process.memory_info().rss / 2**20
                 logger.log(state.step, metrics)
+        on_step(state.step)
         state.stopped_by = stop_requested()
         due = state.step % schedule.checkpoint_every == 0 or state.step == schedule.steps
         if failure:

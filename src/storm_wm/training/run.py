@@ -31,6 +31,7 @@ from storm_wm.training.resume import check_resume_config, load_run_config, selec
 from storm_wm.training.signals import StopSignals
 from storm_wm.training.snapshot import Components, capture, restore
 from storm_wm.training.trainer import Trainer, build_models
+from storm_wm.visualize.training import log_world_model_diagnostics
 
 
 def default_run_dir(config: Config) -> Path:
@@ -179,4 +180,7 @@ def _train(config, run_dir, game, env, show_progress, resume) -> LoopState:
             config, env, replay, components.trainer, components.policy, logger, components.rng,
             lambda loop_state: save_training_checkpoint(run_dir, config, components, loop_state),
             state, show_progress, accumulator=components.accumulator, stop_requested=stop,
+            on_step=lambda step: log_world_model_diagnostics(
+                logger, components.models.world_model, replay, step, config
+            ),
         )  # fmt: skip
