@@ -1,0 +1,163 @@
+"""One benchmark run: peaks, the three training phases, acting, the environment, memory."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from storm_wm.benchmark.environment import environment_step_seconds
+from storm_wm.benchmark.flops import count_flops
+from storm_wm.benchmark.machine import (
+    PeakMemory,
+    cpu_description,
+    device_description,
+    load_average,
+)
+from storm_wm.benchmark.peak import matmul_peak, precision_name
+from storm_wm.benchmark.phases import (
+    TRAINING_PHASES,
+    ActingStep,
+    TrainingWorkload,
+    replay_bytes,
+)
+from storm_wm.benchmark.profile import top_operators
+from storm_wm.benchmark.results import BenchResult, PhaseResult
+from storm_wm.benchmark.timing import timed
+from storm_wm.config import Config
+from storm_wm.envs import make_env
+
+PEAK_DTYPES = (torch.float32, torch.bfloat16)
+
+ACT_REPEATS_PER_REPEAT = 10
+"""An acting step is short: time ten of them per requested repetition for a steady median."""
+
+
+def _quiet(message: str) -> None:
+    pass
+
+
+class _PhaseRecorder:
+    """Runs a phase in the three ways a pass needs: FLOP-counted, untimed, or timed."""
+
+    def __init__(self, device: torch.device, memory: PeakMemory) -> None:
+        self.device = device
+        self.memory = memory
+        self.samples: dict[str, list[float]] = {}
+        self.flops: dict[str, int] = {}
+        self.peak_memory: dict[str, int] = {}
+
+    def run(self, name: str, function: Callable[[], object], kind: str) -> float:
+        """kind: "count" (first warm-up pass), "warmup" or "timed"; returns seconds taken."""
+        self.memory.reset()
+        if kind == "count":
+            (_, self.flops[name]), seconds = timed(lambda: count_flops(function), self.device)
+        else:
+            _, seconds = timed(function, self.device)
+        if kind == "timed":
+            self.samples.setdefault(name, []).append(seconds)
+            self.peak_memory[name] = max(self.peak_memory.get(name, 0), self.memory.read())
+        return seconds
+
+    def result(self, name: str) -> PhaseResult:
+        return PhaseResult(self.samples[name], self.flops[name], self.peak_memory[name])
+
+
+def _notes(device: torch.device, dtype: torch.dtype, cpu: dict) -> list[str]:
+    if device.type != "cpu" or cpu["native_bf16"]:
+        return []
+    notes = [
+        "this CPU has no AMX or AVX512-BF16: PyTorch emulates bf16 matrix products, far "
+        "slower than fp32, so --precision auto trains in fp32 here and the step is held "
+        "against the fp32 peak"
+    ]
+    if dtype == torch.bfloat16:
+        notes.append("--precision bf16 was forced on a CPU that emulates it: expect it slow")
+    return notes
+
+
+def _pass_kinds(warmup: int, repeats: int) -> list[str]:
+    """At least one untimed pass, which also counts the FLOPs, then the rest of the warm-up."""
+    return ["count"] + ["warmup"] * (max(1, warmup) - 1) + ["timed"] * repeats
+
+
+def _time_training_phases(
+    workload: TrainingWorkload,
+    recorder: _PhaseRecorder,
+    kinds: list[str],
+    log: Callable[[str], None],
+) -> None:
+    """Runs whole training steps, phase by phase in training's order, one per pass kind."""
+    labels = {"count": "warm-up, counting FLOPs", "warmup": "warm-up", "timed": "timed"}
+    for index, kind in enumerate(kinds):
+        times = [recorder.run(name, getattr(workload, name), kind) for name in TRAINING_PHASES]
+        phases = zip(TRAINING_PHASES, times, strict=True)
+        log(
+            f"pass {index + 1}/{len(kinds)} ({labels[kind]}): "
+            + ", ".join(f"{name} {seconds:.3g} s" for name, seconds in phases)
+        )
+
+
+def run_benchmark(
+    config: Config,
+    device: torch.device,
+    dtype: torch.dtype,
+    *,
+    repeats: int,
+    warmup: int,
+    profile: bool = False,
+    command: str = "storm-wm bench",
+    log: Callable[[str], None] = _quiet,
+) -> BenchResult:
+    """Times each phase of a training step at `config` on `device` in `dtype` (see BenchResult)."""
+    load_start = load_average()
+    date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    env = make_env(
+        config.env.game, protocol=config.env.protocol, seed=config.seed,
+        image_size=config.env.image_size, max_episode_frames=config.env.max_episode_frames,
+    )  # fmt: skip
+    num_actions = int(env.action_space.n)
+    cpu = cpu_description()
+    notes = _notes(device, dtype, cpu)
+    for note in notes:
+        log(f"note: {note}")
+
+    log("measuring the fp32 and bf16 matrix-product peaks")
+    peaks = {precision_name(kind): matmul_peak(device, kind) for kind in PEAK_DTYPES}
+
+    memory = PeakMemory(device)
+    log(f"building the models and filling a {config.train.replay_capacity:,}-frame replay buffer")
+    workload = TrainingWorkload(config, num_actions, device, dtype)
+    recorder = _PhaseRecorder(device, memory)
+    _time_training_phases(workload, recorder, _pass_kinds(warmup, repeats), log)
+    log("timing the acting step")
+    acting = ActingStep(workload)
+    for kind in _pass_kinds(warmup, repeats * ACT_REPEATS_PER_REPEAT):
+        recorder.run("act", acting.act, kind)
+
+    log("timing the environment")
+    env_step_seconds = environment_step_seconds(env, rng)
+    env.close()
+
+    profiles = None
+    if profile:
+        log("profiling one more pass of each phase")
+        functions = {name: getattr(workload, name) for name in TRAINING_PHASES}
+        functions["act"] = acting.act
+        profiles = {name: top_operators(function, device) for name, function in functions.items()}
+
+    return BenchResult(
+        command=command, date=date, preset=config.preset, game=config.env.game,
+        num_actions=num_actions, device=str(device), device_name=device_description(device),
+        precision=precision_name(dtype), torch_version=torch.__version__, cpu=cpu,
+        repeats=repeats, warmup=warmup, load_average_start=load_start,
+        load_average_end=load_average(), peaks=peaks,
+        phases={name: recorder.result(name) for name in (*TRAINING_PHASES, "act")},
+        env_step_seconds=env_step_seconds, train_every=config.train.train_every,
+        replay_frames=workload.replay.capacity, replay_bytes=replay_bytes(workload.replay),
+        peak_rss_bytes=memory.process_peak(), notes=notes, profile=profiles,
+    )  # fmt: skip

@@ -1,0 +1,82 @@
+"""The table `storm-wm bench` prints."""
+
+from __future__ import annotations
+
+from storm_wm.benchmark.peak import MatmulPeak
+from storm_wm.benchmark.phases import TRAINING_PHASES
+from storm_wm.benchmark.results import BenchResult
+
+_HEADER = "  " + f"{'phase':<22}" + "".join(
+    f"{title:>{width}}" for title, width in
+    (("time s", 10), ("TFLOP", 10), ("TFLOP/s", 10), ("of peak", 10), ("peak memory", 12))
+)  # fmt: skip
+
+
+def _gigabytes(count: int) -> str:
+    return f"{count / 1e9:.2f} GB"
+
+
+def _row(name: str, seconds: float, tflop: float, peak: float, memory: str) -> str:
+    achieved = tflop / seconds
+    return (
+        f"  {name:<22}{seconds:>10.4g}{tflop:>10.4g}{achieved:>10.4g}"
+        f"{achieved / peak:>10.1%}{memory:>12}"
+    )
+
+
+def _peak(name: str, peak: MatmulPeak, threads: str) -> str:
+    return f"{name} {peak.tflops:.4g} TFLOP/s ({peak.size}^2, best of {peak.repeats}{threads})"
+
+
+def format_table(result: BenchResult) -> str:
+    cpu = result.cpu
+    threads = f", {cpu['torch_threads']} threads" if result.device == "cpu" else ""
+    peak, precision = result.peak_tflops, result.precision
+    lines = [
+        f"storm-wm bench: preset {result.preset}, game {result.game} ({result.num_actions} "
+        f"actions), device {result.device} ({result.device_name}), precision {precision}, "
+        f"torch {result.torch_version}",
+        f"cpu: {cpu['model']}, {cpu['logical_cores']} logical cores, {cpu['torch_threads']} "
+        f"torch threads, flags: {' '.join(cpu['flags']) or 'none of note'}, native bf16: "
+        f"{'yes' if cpu['native_bf16'] else 'no'}",
+        "load average (1/5/15 min) at start: "
+        + " ".join(f"{value:g}" for value in result.load_average_start)
+        + ", at end: "
+        + " ".join(f"{value:g}" for value in result.load_average_end),
+        "matrix-product peak: "
+        + ", ".join(_peak(name, value, threads) for name, value in result.peaks.items()),
+        f"medians of {result.repeats} repetitions after {max(1, result.warmup)} warm-up "
+        f"pass(es); fraction of the {precision} peak",
+        "",
+        _HEADER,
+    ]
+    for name in TRAINING_PHASES:
+        phase = result.phases[name]
+        lines.append(
+            _row(name, phase.seconds, phase.tflop, peak, _gigabytes(phase.peak_memory_bytes))
+        )
+    lines.append(_row("training step", result.step_seconds, result.step_tflop, peak, ""))
+    act = result.phases["act"]
+    lines.append(
+        _row("act (1 env)", act.seconds, act.tflop, peak, _gigabytes(act.peak_memory_bytes))
+    )
+    lines += [
+        "",
+        f"environment {result.game}: {1 / result.env_step_seconds:.4g} steps/s "
+        f"({result.env_step_seconds * 1e3:.3g} ms per step)",
+        f"interaction per training step ({result.train_every} x (act + env step)): "
+        f"{result.interaction_seconds_per_update:.4g} s = "
+        f"{result.interaction_fraction_of_step:.1%} of a training step",
+        f"replay buffer: {result.replay_frames:,} frames as uint8, "
+        f"{_gigabytes(result.replay_bytes)}; process peak resident memory "
+        f"{_gigabytes(result.peak_rss_bytes)}",
+    ]
+    for name, operators in (result.profile or {}).items():
+        lines.append(f"top operators by self time, {name}:")
+        lines += [
+            f"    {operator['share']:>6.1%} {operator['self_seconds']:>9.4g} s "
+            f"{operator['calls']:>6} calls  {operator['name']}"
+            for operator in operators
+        ]
+    lines += [f"note: {note}" for note in result.notes]
+    return "\n".join(lines)

@@ -1,0 +1,100 @@
+"""`storm-wm bench`: per-phase time, FLOPs and fraction of the matrix-product peak of a training
+step at a preset, on this machine, measured on the real training code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from storm_wm.config import PRESETS, build_config, parse_overrides
+from storm_wm.errors import StormError
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="time and FLOP-count each phase of a training step",
+        description="Time each phase of a training step (world-model update, imagination, agent "
+        "update), the acting step and the environment at a preset, as medians after warm-up; "
+        "count their FLOPs; measure the fp32 and bf16 matrix-product peaks in the same run. Any "
+        "config field can be overridden with a dotted option, e.g. --agent.imagination_batch 256.",
+        allow_abbrev=False,
+    )
+    parser.add_argument(
+        "--preset", default="atari100k", help=f"one of {', '.join(PRESETS)}; stack with +"
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    parser.add_argument(
+        "--precision", default="auto", help="auto (bf16 where native, else fp32), bf16 or fp32"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="timed repetitions (median; default 5)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=2,
+        help="untimed passes first (default 2); the first, always run, counts the FLOPs",
+    )  # fmt: skip
+    parser.add_argument(
+        "--threads", type=int, default=None,
+        help="CPU threads for PyTorch (default: PyTorch's, one per core); on a machine shared "
+        "with other jobs fewer threads can be faster",
+    )  # fmt: skip
+    parser.add_argument("--profile", action="store_true", help="also list each phase's top ops")
+    parser.add_argument(
+        "--json", type=Path, default=None, metavar="FILE", help="also write every figure as JSON"
+    )
+    parser.set_defaults(func=run, accepts_overrides=True)
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The command that reproduces this run, every option spelled out."""
+    words = [
+        "storm-wm", "bench", "--preset", args.preset, "--device", args.device,
+        "--precision", args.precision, "--repeats", str(args.repeats),
+        "--warmup", str(args.warmup),
+        *(["--threads", str(args.threads)] if args.threads is not None else []),
+        *(["--profile"] if args.profile else []), *args.overrides,
+    ]  # fmt: skip
+    return shlex.join(words)
+
+
+def _log(message: str) -> None:
+    print(f"storm-wm bench: {message}", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from storm_wm.benchmark.run import run_benchmark
+    from storm_wm.benchmark.table import format_table
+    from storm_wm.training.device import resolve_device, resolve_precision
+
+    if args.repeats < 1 or args.warmup < 0:
+        raise StormError("--repeats must be at least 1 and --warmup at least 0")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise StormError("--threads must be at least 1")
+        torch.set_num_threads(args.threads)
+    if args.json is not None and not args.json.parent.is_dir():
+        raise StormError(
+            f"--json {args.json}: directory {args.json.parent} does not exist; create it first"
+        )
+    overrides = {
+        **parse_overrides(args.overrides),
+        "device": args.device,
+        "precision": args.precision,
+    }
+    config = build_config(args.preset, overrides)
+    device = resolve_device(config.device)
+    dtype = resolve_precision(config.precision, device)
+    result = run_benchmark(
+        config, device, dtype, repeats=args.repeats, warmup=args.warmup, profile=args.profile,
+        command=_command_line(args), log=_log,
+    )  # fmt: skip
+    print(format_table(result))
+    if args.json is not None:
+        args.json.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    return 0
