@@ -96,3 +96,29 @@ def test_invalid_config_value_fails_before_anything_runs(tmp_path):
 def test_eval_without_a_checkpoint_is_a_clear_error(tmp_path):
     result = storm_wm("eval", str(tmp_path))
     assert_one_line_error(result)
+
+
+def test_report_from_two_real_runs_and_a_reference_file(pong_run, tmp_path):
+    catch_run = tmp_path / "catch"
+    result = storm_wm(
+        "train", "--preset", "toy+debug", "--steps", "120", "--train.warmup_steps", "40",
+        "--run-dir", str(catch_run), "--no-progress",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert storm_wm("eval", str(catch_run), "--episodes", "2").returncode == 0
+    if not (pong_run / "eval.json").exists():
+        assert storm_wm("eval", str(pong_run), "--episodes", "2").returncode == 0
+    published = tmp_path / "published.json"
+    published.write_text(json.dumps({"Pong": [-20.0, -19.0], "Breakout": [5.0, 7.0]}))
+    out = tmp_path / "report"
+    result = storm_wm(
+        "report", str(pong_run), str(catch_run), str(published), "--reference", "storm",
+        "--out", str(out), "--bootstrap-samples", "200",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = (out / "report.md").read_text()
+    pong_mean = json.loads((pong_run / "eval.json").read_text())["mean"]
+    assert "| Pong |" in report and "| toy:catch |" in report
+    assert f"{pong_mean:.3g}" in report or f"{pong_mean:.1f}" in report
+    assert "published" in report and "STORM" in report
+    assert (out / "learning_curves.png").stat().st_size > 1000
