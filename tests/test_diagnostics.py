@@ -24,13 +24,7 @@ HORIZONS = (1, 3, 5)
 LENGTH = CONTEXT + max(HORIZONS)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread than on two contended ones (a shared CI machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_world_model(**overrides):

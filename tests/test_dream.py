@@ -26,13 +26,7 @@ CONTEXT = 4  # the debug preset's agent.context_length
 FRAME_SIZE = (272, 592)  # three 192-pixel panels (scale 3) with titles and captions, in 16s
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread than on two contended ones (a shared CI machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_run_dir(path: Path, **overrides) -> Path:

@@ -16,14 +16,7 @@ from storm_wm.evaluation import play_episodes
 from storm_wm.training.checkpoint import save_checkpoint
 from storm_wm.training.trainer import build_models
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread than on two contended ones (a shared CI machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_run_dir(path: Path, step: int = 100, **overrides) -> Path:

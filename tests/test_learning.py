@@ -1,4 +1,5 @@
-"""The whole agent learns: toy:catch with the `toy` preset, trained and evaluated as a user would."""
+"""The whole agent learns: toy:catch with the `toy` preset, trained and evaluated as a user
+would (subprocesses of the real command)."""
 
 import json
 import os
@@ -17,7 +18,8 @@ def test_toy_catch_is_learned_within_ten_minutes(tmp_path):
     environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
     started = time.monotonic()
     train = subprocess.run(
-        [*command, "train", "--preset", "toy", "--seed", "1", "--run-dir", str(run_dir), "--no-progress"],
+        [*command, "train", "--preset", "toy", "--seed", "1", "--run-dir", str(run_dir),
+         "--no-progress"],
         capture_output=True, text=True, timeout=2 * TEN_MINUTES, env=environment,
     )  # fmt: skip
     assert train.returncode == 0, train.stderr[-3000:]
