@@ -16,7 +16,11 @@ COMMANDS = ("train", "eval", "info", "bench", "report", "dream", "play", "sweep"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="storm-wm", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="storm-wm",
+        description="STORM, a stochastic-transformer world-model agent: train, evaluate, "
+        "inspect and compare runs.",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         try:
