@@ -22,6 +22,7 @@ from storm_wm.config import Config
 from storm_wm.diagnostics import HORIZONS, WindowReservoir, open_loop_errors
 from storm_wm.envs import make_env, resolve_game
 from storm_wm.errors import StormError
+from storm_wm.training.atomic import write_text_atomically
 from storm_wm.training.checkpoint import find_checkpoint, load_checkpoint
 from storm_wm.training.device import autocast, resolve_device, resolve_precision
 from storm_wm.training.trainer import Models, build_models
@@ -163,5 +164,6 @@ def evaluate(
         "world_model_quality": quality,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    (run_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    # Atomic: a sweep takes the presence of eval.json to mean the run is finished.
+    write_text_atomically(run_dir / "eval.json", json.dumps(result, indent=2) + "\n")
     return result
