@@ -19,9 +19,8 @@ from storm_wm.acting import Policy
 from storm_wm.config import build_config
 from storm_wm.envs import make_env
 from storm_wm.errors import StormError
-from storm_wm.replay import ReplayBuffer
-from storm_wm.training import atomic, checkpoint
-from storm_wm.training.checkpoint import (
+from storm_wm.persistence import atomic, checkpoint
+from storm_wm.persistence.checkpoint import (
     MAGIC,
     CorruptCheckpointError,
     find_checkpoint,
@@ -31,11 +30,12 @@ from storm_wm.training.checkpoint import (
     read_header,
     save_checkpoint,
 )
-from storm_wm.training.env_state import capture_env_state, restore_env_state
+from storm_wm.persistence.env_state import capture_env_state, restore_env_state
+from storm_wm.persistence.replay_store import ReplayStore
+from storm_wm.persistence.rng_state import capture_rng_state, restore_rng_state
+from storm_wm.replay import ReplayBuffer
+from storm_wm.run.signals import StopSignals
 from storm_wm.training.logger import truncate_metrics
-from storm_wm.training.replay_store import ReplayStore
-from storm_wm.training.rng_state import capture_rng_state, restore_rng_state
-from storm_wm.training.signals import StopSignals
 from storm_wm.training.trainer import Trainer, build_models
 
 STATE = {"weights": torch.arange(1000, dtype=torch.float32), "counter": 7, "name": "x"}
@@ -377,9 +377,9 @@ def test_first_signal_requests_a_stop_second_gets_the_old_handler() -> None:
 
 def test_unrestorable_env_restarts_its_episode_deterministically(tmp_path: Path, capsys) -> None:
     """gym:<id> games: the resumed run starts a new episode, seeded by the run's seed and step."""
+    from storm_wm.persistence.snapshot import capture, restore
+    from storm_wm.run.compose import build_components
     from storm_wm.training.loop import LoopState
-    from storm_wm.training.run import build_components
-    from storm_wm.training.snapshot import capture, restore
 
     config = build_config("toy", TINY)
     components = build_components(config, tmp_path, "toy:catch", make_env("toy:catch", seed=1))

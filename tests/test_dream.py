@@ -15,8 +15,8 @@ from tensorboardX.proto.event_pb2 import Event
 from storm_wm.cli import main
 from storm_wm.config import build_config
 from storm_wm.models import WorldModel
+from storm_wm.persistence.checkpoint import save_checkpoint
 from storm_wm.replay import ReplayBuffer
-from storm_wm.training.checkpoint import save_checkpoint
 from storm_wm.training.logger import Logger
 from storm_wm.training.trainer import build_models
 from storm_wm.visualize import TokenStream, compose_dream, dream_rollout

@@ -13,7 +13,7 @@ from storm_wm.config import build_config
 from storm_wm.diagnostics import WindowReservoir
 from storm_wm.envs import make_env
 from storm_wm.evaluation import play_episodes
-from storm_wm.training.checkpoint import save_checkpoint
+from storm_wm.persistence.checkpoint import save_checkpoint
 from storm_wm.training.trainer import build_models
 
 pytestmark = pytest.mark.usefixtures("one_thread")

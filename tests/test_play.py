@@ -17,10 +17,10 @@ from storm_wm.cli import main  # noqa: E402
 from storm_wm.config import build_config  # noqa: E402
 from storm_wm.envs import make_env  # noqa: E402
 from storm_wm.envs.toy import LEFT, RIGHT, STAY  # noqa: E402
+from storm_wm.persistence.checkpoint import save_checkpoint  # noqa: E402
 from storm_wm.play.app import PlayApp  # noqa: E402
 from storm_wm.play.keys import action_for, action_meanings  # noqa: E402
 from storm_wm.play.worlds import DreamAgent, DreamWorld, RealWorld  # noqa: E402
-from storm_wm.training.checkpoint import save_checkpoint  # noqa: E402
 from storm_wm.training.trainer import build_models  # noqa: E402
 
 PONG = ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"]

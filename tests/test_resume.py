@@ -26,14 +26,15 @@ import torch
 from storm_wm import cli
 from storm_wm.config import build_config
 from storm_wm.errors import StormError
-from storm_wm.training import atomic, run
-from storm_wm.training.checkpoint import (
+from storm_wm.persistence import atomic
+from storm_wm.persistence.checkpoint import (
     find_checkpoint,
     list_checkpoints,
     load_checkpoint,
     save_checkpoint,
 )
-from storm_wm.training.resume import apply_overrides, check_resume_config
+from storm_wm.persistence.resume import apply_overrides, check_resume_config
+from storm_wm.run import compose as run
 
 STEPS = 120
 TINY = {
@@ -385,8 +386,8 @@ def test_disk_full_is_a_clear_error_and_the_previous_checkpoint_survives(
             disk_full[0] = False
 
     monkeypatch.setattr(atomic.os, "fsync", fsync)
-    monkeypatch.setattr("storm_wm.training.checkpoint.write_atomically", write)
-    monkeypatch.setattr("storm_wm.training.replay_store.write_atomically", write)
+    monkeypatch.setattr("storm_wm.persistence.checkpoint.write_atomically", write)
+    monkeypatch.setattr("storm_wm.persistence.replay_store.write_atomically", write)
     with pytest.raises(StormError) as caught:
         run.train(tiny_config(), run_dir, show_progress=False)
     message = str(caught.value)

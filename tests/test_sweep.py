@@ -22,12 +22,12 @@ import pytest
 from storm_wm.cli import main
 from storm_wm.errors import StormError
 from storm_wm.games import ATARI_100K_GAMES
+from storm_wm.persistence.checkpoint import list_checkpoints
 from storm_wm.sweep import local
 from storm_wm.sweep.execute import resumes, run_is_finished
 from storm_wm.sweep.plan import RunSpec, parse_games, parse_seeds
 from storm_wm.sweep.progress import RunTracker, format_duration, last_step
 from storm_wm.sweep.state import RunRecord, SweepState, sweep_lock
-from storm_wm.training.checkpoint import list_checkpoints
 
 TINY = [
     "--preset", "debug", "--steps", "40", "--eval-episodes", "1",

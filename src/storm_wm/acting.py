@@ -7,8 +7,8 @@ from collections import defaultdict, deque
 import numpy as np
 import torch
 
+from storm_wm.device import autocast
 from storm_wm.models import ActorCritic, WorldModel
-from storm_wm.training.device import autocast
 
 
 class Policy:

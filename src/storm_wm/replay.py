@@ -27,7 +27,7 @@ class ReplayBuffer:
     `termination_t` is the training flag: the episode ended or a life was lost on that step.
     The frame stored at index t is the one the action was chosen on. `total_added` counts every
     step ever added, so each step has a global index that survives the ring wrapping around: the
-    checkpoint's chunked copy of the buffer (storm_wm.training.replay_store) is keyed by it.
+    checkpoint's chunked copy of the buffer (storm_wm.persistence.replay_store) is keyed by it.
     """
 
     def __init__(self, capacity: int, frame_shape: tuple[int, ...]) -> None:

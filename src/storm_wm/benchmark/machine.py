@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from storm_wm.training.device import cpu_has_fast_bf16
+from storm_wm.device import cpu_has_fast_bf16
 
 _INTERESTING_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16")
 

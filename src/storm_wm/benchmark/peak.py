@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 
 from storm_wm.benchmark.timing import timed
+from storm_wm.device import cpu_has_fast_bf16
 from storm_wm.errors import StormError
-from storm_wm.training.device import cpu_has_fast_bf16
 
 
 @dataclass(frozen=True)

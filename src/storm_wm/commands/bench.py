@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
     from storm_wm.benchmark.run import run_benchmark
     from storm_wm.benchmark.table import format_table
-    from storm_wm.training.device import resolve_device, resolve_precision
+    from storm_wm.device import resolve_device, resolve_precision
 
     if args.repeats < 1 or args.warmup < 0:
         raise StormError("--repeats must be at least 1 and --warmup at least 0")

@@ -84,7 +84,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 def resumed_config(args: argparse.Namespace, saved: Config) -> Config:
     """The saved config with this command line's options on top (checked against it later)."""
-    from storm_wm.training.resume import apply_overrides
+    from storm_wm.persistence.resume import apply_overrides
 
     if "preset" in getattr(args, "given", set()) and args.preset != saved.preset:
         return config_from_args(args)  # every field the other preset changes will be named
@@ -92,8 +92,8 @@ def resumed_config(args: argparse.Namespace, saved: Config) -> Config:
 
 
 def run(args: argparse.Namespace) -> int:
-    from storm_wm.training.resume import load_run_config
-    from storm_wm.training.run import default_run_dir, train
+    from storm_wm.persistence.resume import load_run_config
+    from storm_wm.run.compose import default_run_dir, train
 
     if args.resume is not None:
         if args.run_dir is not None and args.run_dir != args.resume:

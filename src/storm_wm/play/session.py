@@ -9,11 +9,11 @@ import torch
 
 from storm_wm.acting import Policy
 from storm_wm.config import Config
+from storm_wm.device import resolve_precision
 from storm_wm.envs import make_env, resolve_game
 from storm_wm.play.app import PlayApp
 from storm_wm.play.keys import action_meanings
 from storm_wm.play.worlds import DreamAgent, DreamWorld, RealAgent, RealWorld
-from storm_wm.training.device import resolve_precision
 
 ATARI_FPS = 15.0
 """Agent steps per second of a real Atari game: 60 frames per second, 4 frames per step."""

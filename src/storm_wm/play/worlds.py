@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from storm_wm.acting import Policy
+from storm_wm.device import autocast
 from storm_wm.models import ActorCritic, WorldModel
-from storm_wm.training.device import autocast
 from storm_wm.visualize.dream import to_uint8_frames
 from storm_wm.visualize.stream import TokenStream
 

@@ -1,1 +1,1 @@
-"""Training: devices and precision, the update steps, acting, logging, checkpoints, the loop."""
+"""The learning core: the trainer (optimizers, precision, clipping), the loop, metric logging."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from tensorboardX import SummaryWriter
 
-from storm_wm.training.atomic import write_text_atomically
+from storm_wm.persistence.atomic import write_text_atomically
 
 
 class MetricAccumulator:

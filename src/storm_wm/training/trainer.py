@@ -8,10 +8,10 @@ import numpy as np
 import torch
 
 from storm_wm.config import Config
+from storm_wm.device import autocast
 from storm_wm.imagination import ImaginedRollout, imagine
 from storm_wm.models import ActorCritic, WorldModel
 from storm_wm.replay import ReplayBuffer
-from storm_wm.training.device import autocast
 
 
 @dataclass

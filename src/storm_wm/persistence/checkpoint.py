@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from storm_wm.errors import StormError
-from storm_wm.training.atomic import write_atomically
+from storm_wm.persistence.atomic import write_atomically
 
 FORMAT_VERSION = 2
 MAGIC = b"storm-wm checkpoint\n"
@@ -181,7 +181,7 @@ def load_checkpoint(path: Path, *, check_run_config: bool = True) -> dict[str, A
 
 def _check_against_run_config(path: Path, state: dict[str, Any]) -> None:
     from storm_wm.config import Config
-    from storm_wm.training.compatibility import check_checkpoint_matches
+    from storm_wm.persistence.compatibility import check_checkpoint_matches
 
     if path.parent.name != CHECKPOINT_DIRECTORY:
         return

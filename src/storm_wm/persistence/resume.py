@@ -16,20 +16,20 @@ from typing import Any
 
 from storm_wm.config import Config, from_dict
 from storm_wm.errors import StormError
-from storm_wm.replay import ReplayBuffer
-from storm_wm.training.atomic import remove_temporary_files
-from storm_wm.training.checkpoint import (
+from storm_wm.persistence.atomic import remove_temporary_files
+from storm_wm.persistence.checkpoint import (
     CorruptCheckpointError,
     checkpoint_dir,
     list_checkpoints,
     load_checkpoint,
 )
-from storm_wm.training.compatibility import (
+from storm_wm.persistence.compatibility import (
     RESUMABLE_FIELDS,
     check_checkpoint_matches,
     config_differences,
 )
-from storm_wm.training.replay_store import ReplayStore
+from storm_wm.persistence.replay_store import ReplayStore
+from storm_wm.replay import ReplayBuffer
 
 
 def load_run_config(run_dir: Path) -> Config:

@@ -1,6 +1,6 @@
 """Measures what checkpointing costs a run, as a fraction of its training time.
 
-    python -m storm_wm.training.checkpoint_cost [--preset atari100k] [--game Pong]
+    python -m storm_wm.benchmark.checkpoint_cost [--preset atari100k] [--game Pong]
 
 Builds the preset's real models, optimizers and replay buffer in a temporary run directory on
 the current disk, times a few training steps, then times complete checkpoints (a new replay
@@ -21,8 +21,8 @@ import numpy as np
 
 from storm_wm.config import build_config
 from storm_wm.envs import make_env, resolve_game
+from storm_wm.run.compose import build_components, save_training_checkpoint
 from storm_wm.training.loop import LoopState
-from storm_wm.training.run import build_components, save_training_checkpoint
 
 PAPER_GPU_STEP_SECONDS = 4.3 * 3600 / 100_000
 """The paper's reported speed: 4.3 hours per 100k-step run on one RTX 3090."""

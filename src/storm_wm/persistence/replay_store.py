@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from storm_wm.persistence.atomic import remove_temporary_files, write_atomically
+from storm_wm.persistence.checkpoint import CorruptCheckpointError
 from storm_wm.replay import ReplayBuffer
-from storm_wm.training.atomic import remove_temporary_files, write_atomically
-from storm_wm.training.checkpoint import CorruptCheckpointError
 
 _NAME = re.compile(r"^chunk_(\d+)_(\d+)\.npz$")
 _FIELDS = ("frames", "actions", "rewards", "terminations")

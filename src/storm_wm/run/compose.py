@@ -12,24 +12,24 @@ import torch
 
 from storm_wm.acting import Policy
 from storm_wm.config import Config
+from storm_wm.device import resolve_device, resolve_precision
 from storm_wm.envs import make_env, resolve_game
 from storm_wm.errors import StormError
-from storm_wm.replay import ReplayBuffer
-from storm_wm.training.atomic import write_text_atomically
-from storm_wm.training.checkpoint import (
+from storm_wm.persistence.atomic import write_text_atomically
+from storm_wm.persistence.checkpoint import (
     prune_checkpoints,
     read_header,
     save_checkpoint,
     write_failure_message,
 )
+from storm_wm.persistence.replay_store import ReplayStore
+from storm_wm.persistence.resume import check_resume_config, load_run_config, select_checkpoint
+from storm_wm.persistence.snapshot import Components, capture, restore
+from storm_wm.replay import ReplayBuffer
+from storm_wm.run.signals import StopSignals
 from storm_wm.training.determinism import deterministic_algorithms
-from storm_wm.training.device import resolve_device, resolve_precision
 from storm_wm.training.logger import Logger, MetricAccumulator
 from storm_wm.training.loop import LoopState, train_loop
-from storm_wm.training.replay_store import ReplayStore
-from storm_wm.training.resume import check_resume_config, load_run_config, select_checkpoint
-from storm_wm.training.signals import StopSignals
-from storm_wm.training.snapshot import Components, capture, restore
 from storm_wm.training.trainer import Trainer, build_models
 from storm_wm.visualize.training import log_world_model_diagnostics
 

@@ -1,0 +1,1 @@
+"""Composing a training run: validate, build every object, wire callbacks, run the loop."""
