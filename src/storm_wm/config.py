@@ -28,6 +28,11 @@ class EnvConfig:
     """Frames are resized to image_size x image_size RGB."""
     max_episode_frames: int = 108_000
     """Episode cap in emulator frames (Atari)."""
+    life_loss: str = "every"
+    """Which Atari life losses set the replay's termination flag. `every`: each step on which
+    the ALE's life counter falls below its previous step's value. `released`: the authors'
+    wrapper, which records the lives at reset and only ever lowers that record (on games whose
+    counter rises just after reset, such as Amidar, it flags fewer losses)."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,10 @@ class AgentConfig:
     return_norm_decay: float = 0.99
     return_norm_low: float = 5.0
     return_norm_high: float = 95.0
+    return_norm_percentile: str = "interpolate"
+    """How the batch percentiles of the returns are read: `interpolate` (linear interpolation
+    between order statistics, torch.quantile) or `kthvalue` (the authors' code: the k-th
+    smallest value, no interpolation)."""
     learning_rate: float = 3e-5
     adam_eps: float = 1e-5
     grad_clip: float = 100.0
@@ -127,6 +136,24 @@ class TrainConfig:
     """Updates in a row of one model with a non-finite loss (each skipped) before training stops."""
     deterministic: bool = False
     """Deterministic algorithms only, so a resumed run matches one left alone bit for bit (CPU)."""
+    clear_context_on_episode_end: bool = True
+    """Forget the acting context when an episode ends (SPEC.md). The authors' code did not: its
+    policy conditioned on the previous episode's last frames."""
+    repeat_reset_seed: bool = False
+    """Reset every training episode with the run's seed (the authors' code) instead of
+    continuing the environment's seeded generator from one episode to the next."""
+    eval_bookkeeping: str = "whole"
+    """Default bookkeeping of `storm-wm eval`. `whole`: every episode played to its end, every
+    reward counted (unbiased). `released`: the authors' eval script: 5 parallel environments,
+    the first episodes to finish are kept, and an episode's final reward is carried into that
+    environment's next episode."""
+    replay_on_device: str = "auto"
+    """Where the replay buffer's frames live for sampling: `auto` (on the training device when
+    they fit), `on` (always on the training device) or `off` (host memory)."""
+    compile: bool = False
+    """Run the imagination rollout and the acting step through torch.compile (eager otherwise)."""
+    async_checkpoints: bool = True
+    """Write checkpoint files on a background thread so they never stall training."""
 
 
 @dataclass(frozen=True)
@@ -175,6 +202,15 @@ PRESETS: dict[str, dict[str, Any]] = {
             "diagnostics_every": 150, "video_every": 300,
         },
         "env": {"max_episode_frames": 800},
+    },
+    # The authors' released code, behaviour by behaviour (stack it: atari100k+released).
+    "released": {
+        "env": {"life_loss": "released"},
+        "agent": {"lambda_variant": "released", "return_norm_percentile": "kthvalue"},
+        "train": {
+            "clear_context_on_episode_end": False, "repeat_reset_seed": True,
+            "eval_bookkeeping": "released",
+        },
     },
     "toy": {
         # Sized so that toy:catch is learned within minutes on a 2-core CPU: smaller networks,
@@ -359,6 +395,17 @@ def validate(config: Config) -> None:
         problems.append(f"train.warmup_steps must be at least {needed} (one replay window)")
     if train.replay_capacity < train.warmup_steps:
         problems.append("train.replay_capacity must be at least train.warmup_steps")
+    choices = {
+        "env.life_loss": (config.env.life_loss, ("every", "released")),
+        "agent.return_norm_percentile": (agent.return_norm_percentile, ("interpolate", "kthvalue")),
+        "train.eval_bookkeeping": (train.eval_bookkeeping, ("whole", "released")),
+        "train.replay_on_device": (train.replay_on_device, ("auto", "on", "off")),
+    }
+    problems += [
+        f"{name} must be one of {', '.join(allowed)}, got {value!r}"
+        for name, (value, allowed) in choices.items()
+        if value not in allowed
+    ]
     if config.device not in ("auto", "cpu", "cuda", "mps") and not config.device.startswith(
         "cuda:"
     ):
