@@ -181,6 +181,58 @@ def test_life_loss_is_flagged_in_breakout_and_does_not_end_the_episode():
     assert not terminated and info["life_loss"] is False
 
 
+def play_one_episode_flags(game: str, life_loss: str) -> tuple[list[int], list[int], bool]:
+    """One episode of random actions (seed 0): the life counter (at reset, then after each
+    step), the steps whose life_loss flag was set, and whether it ended by game over."""
+    env = make_env(game, seed=0, max_episode_frames=8_000, life_loss=life_loss)
+    actions = np.random.default_rng(0)
+    _, info = env.reset()
+    lives, flagged = [info["lives"]], []
+    while True:
+        action = int(actions.integers(env.action_space.n))
+        _, _, terminated, truncated, info = env.step(action)
+        lives.append(info["lives"])
+        if info["life_loss"]:
+            flagged.append(len(lives) - 1)
+        if terminated or truncated:
+            return lives, flagged, terminated
+
+
+def test_released_life_loss_rule_never_flags_amidar_whose_counter_starts_at_zero():
+    lives, every, game_over = play_one_episode_flags("Amidar", "every")
+    # The ALE's counter reads 0 at reset and 11 one step later.
+    assert lives[:2] == [0, 11] and game_over
+    falls = [step for step in range(1, len(lives)) if lives[step] < lives[step - 1]]
+    assert every == falls and len(every) >= 3
+    released_lives, released, _ = play_one_episode_flags("Amidar", "released")
+    assert released_lives == lives  # the rule changes the flags only, never the game
+    assert released == []  # nothing ever falls below the 0 recorded at reset
+
+
+def test_released_life_loss_rule_flags_only_the_last_life_of_demon_attack():
+    lives, every, game_over = play_one_episode_flags("DemonAttack", "every")
+    # The ALE's counter reads 1 at reset and 4 one step later.
+    assert lives[:2] == [1, 4] and game_over and lives[-1] == 0
+    falls = [step for step in range(1, len(lives)) if lives[step] < lives[step - 1]]
+    assert every == falls and len(every) >= 3
+    released_lives, released, _ = play_one_episode_flags("DemonAttack", "released")
+    assert released_lives == lives
+    # Only the fall below the 1 recorded at reset counts: the step where the last life goes.
+    last_life_lost = next(step for step in range(1, len(lives)) if lives[step] < 1)
+    assert released == [last_life_lost]
+
+
+def test_released_life_loss_rule_matches_every_where_the_counter_never_rises():
+    lives, every, _ = play_one_episode_flags("Breakout", "every")
+    assert lives[0] == 5 and len(every) == 5
+    assert play_one_episode_flags("Breakout", "released")[1] == every
+
+
+def test_unknown_life_loss_rule_is_refused_on_one_line():
+    with pytest.raises(StormError, match="unknown life-loss rule 'some'; use one of: every, rel"):
+        make_env("Pong", life_loss="some")
+
+
 @pytest.mark.parametrize("protocol", ["storm", "standard"])
 def test_reset_with_the_same_seed_replays_the_same_episode(protocol):
     actions = np.random.default_rng(1).integers(4, size=60)

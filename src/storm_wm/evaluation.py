@@ -120,7 +120,8 @@ def evaluate(
     torch.manual_seed(seed)
     envs = [
         make_env(spec, protocol=protocol, image_size=config.env.image_size,
-                 max_episode_frames=config.env.max_episode_frames)
+                 max_episode_frames=config.env.max_episode_frames,
+                 life_loss=config.env.life_loss)
         for _ in range(episodes)
     ]  # fmt: skip
     num_actions = int(envs[0].action_space.n)

@@ -115,16 +115,31 @@ class AtariFrameSkip(gym.Wrapper):
         return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
 
 
+LIFE_LOSS_RULES = ("every", "released")
+"""How LifeLossInfo reads the ALE's life counter (config field env.life_loss)."""
+
+
 class LifeLossInfo(gym.Wrapper):
-    """Set ``info["life_loss"]`` on the step where the ALE life counter decreased.
+    """Set ``info["life_loss"]`` on the steps where a life was lost, by one of two rules.
+
+    ``every`` flags each step on which the ALE's life counter is below its value on the step
+    before. ``released`` is the authors' wrapper: it records the counter at reset and flags a
+    step only when the counter falls below that record, which it then lowers to the counter;
+    a rise never raises it. The rules differ on games whose counter rises just after reset:
+    Amidar reports 0 lives at reset and 11 one frame later, so ``released`` never flags a life
+    loss there; DemonAttack reports 1 then 4, so only the loss of the last life is flagged.
 
     The trainer stores ``terminated or life_loss`` as the replay buffer's termination flag
     (SPEC.md); the episode itself goes on until game over or the frame cap.
     """
 
-    def __init__(self, env: gym.Env) -> None:
+    def __init__(self, env: gym.Env, rule: str = "every") -> None:
         super().__init__(env)
+        if rule not in LIFE_LOSS_RULES:
+            raise ValueError(f"life-loss rule must be one of {LIFE_LOSS_RULES}, got {rule!r}")
+        self.rule = rule
         self.lives = 0
+        """Counter the next step is compared with: the previous step's (every) or the record."""
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -136,15 +151,22 @@ class LifeLossInfo(gym.Wrapper):
     def step(self, action: int) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         observation, reward, terminated, truncated, info = self.env.step(action)
         lives = self.env.unwrapped.ale.lives()
-        info = {**info, "life_loss": lives < self.lives}
-        self.lives = lives
-        return observation, reward, terminated, truncated, info
+        life_loss = lives < self.lives
+        if self.rule == "every" or life_loss:
+            self.lives = lives
+        return observation, reward, terminated, truncated, {**info, "life_loss": life_loss}
 
 
 def make_atari_env(
-    game: str, *, protocol: str, image_size: int, max_episode_frames: int
+    game: str,
+    *,
+    protocol: str,
+    image_size: int,
+    max_episode_frames: int,
+    life_loss: str = "every",
 ) -> gym.Env:
-    """Build ``ALE/<game>-v5`` with the given protocol's sticky actions and no-op starts."""
+    """Build ``ALE/<game>-v5`` with the given protocol's sticky actions and no-op starts, and
+    life-loss flags by the rule ``life_loss`` (see LifeLossInfo)."""
     settings = PROTOCOLS[protocol]
     env = gym.make(
         f"ALE/{game}-v5",
@@ -154,4 +176,4 @@ def make_atari_env(
         max_num_frames_per_episode=max_episode_frames,
     )
     env = AtariFrameSkip(env, image_size=image_size, noop_max=settings.noop_max)
-    return LifeLossInfo(env)
+    return LifeLossInfo(env, life_loss)

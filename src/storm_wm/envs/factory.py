@@ -7,7 +7,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from storm_wm.envs.atari import PROTOCOLS, make_atari_env
+from storm_wm.envs.atari import LIFE_LOSS_RULES, PROTOCOLS, make_atari_env
 from storm_wm.envs.catalog import GameSpec, resolve_game
 from storm_wm.envs.gym_pixels import make_gym_pixel_env
 from storm_wm.envs.toy import CatchEnv
@@ -43,16 +43,22 @@ def make_env(
     seed: int | None = None,
     image_size: int = 64,
     max_episode_frames: int = 108_000,
+    life_loss: str = "every",
 ) -> gym.Env:
     """Build a game whose observations are uint8 (image_size, image_size, 3) RGB frames.
 
     Every env has a Discrete action space and puts ``info["life_loss"]`` in every reset and step
-    (only Atari games ever set it True). ``protocol`` ("storm" or "standard", SPEC.md) and
-    ``max_episode_frames`` configure Atari games only; the other games accept and ignore them
-    so that one config drives every game.
+    (only Atari games ever set it True). ``protocol`` ("storm" or "standard", SPEC.md),
+    ``max_episode_frames`` and ``life_loss`` (the rule that flags lost lives, "every" or
+    "released", see LifeLossInfo) configure Atari games only; the other games accept and
+    ignore them so that one config drives every game.
     """
     if protocol not in PROTOCOLS:
         raise StormError(f"unknown protocol {protocol!r}; use one of: {', '.join(PROTOCOLS)}")
+    if life_loss not in LIFE_LOSS_RULES:
+        raise StormError(
+            f"unknown life-loss rule {life_loss!r}; use one of: {', '.join(LIFE_LOSS_RULES)}"
+        )
     if image_size < 1:
         raise StormError(f"image size must be a positive number of pixels, got {image_size}")
     spec = game if isinstance(game, GameSpec) else resolve_game(game)
@@ -62,6 +68,7 @@ def make_env(
             protocol=protocol,
             image_size=image_size,
             max_episode_frames=max_episode_frames,
+            life_loss=life_loss,
         )
     elif spec.kind == "toy":
         env = CatchEnv(image_size=image_size)

@@ -117,7 +117,7 @@ def train(
         write_config(config, run_dir)
     env = make_env(
         spec, protocol=config.env.protocol, seed=config.seed, image_size=config.env.image_size,
-        max_episode_frames=config.env.max_episode_frames,
+        max_episode_frames=config.env.max_episode_frames, life_loss=config.env.life_loss,
     )  # fmt: skip
     try:
         with deterministic_algorithms(config.train.deterministic):

@@ -95,7 +95,7 @@ def make_dream_video(
     spec = resolve_game(config.env.game)
     env = make_env(
         spec, protocol=config.env.protocol, image_size=config.env.image_size,
-        max_episode_frames=config.env.max_episode_frames,
+        max_episode_frames=config.env.max_episode_frames, life_loss=config.env.life_loss,
     )  # fmt: skip
     device_ = next(models.world_model.parameters()).device
     dtype = resolve_precision(config.precision, device_)
