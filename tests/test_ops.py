@@ -8,6 +8,7 @@ import torch
 from storm_wm.ops import (
     ReturnNormalizer,
     TwoHot,
+    batch_percentiles,
     free_bits_kl,
     lambda_returns,
     sample_one_hot,
@@ -100,6 +101,53 @@ def test_percentile_normalizer_by_hand():
     torch.testing.assert_close(
         normalizer.scale(), torch.tensor(90 * (1 - 0.99**100)), rtol=1e-4, atol=0
     )
+
+
+def test_batch_percentiles_interpolated_and_as_kthvalue_by_hand():
+    # The squares 0, 1, 4, ..., 39^2 in a shuffled order: n = 40.
+    squares = (torch.arange(40.0) ** 2)[
+        torch.randperm(40, generator=torch.Generator().manual_seed(0))
+    ]
+    # interpolate: positions q (n - 1) = 1.95 and 37.05 between the sorted values.
+    # P5 = 1 + 0.95 (4 - 1) = 3.85; P95 = 37^2 + 0.05 (38^2 - 37^2) = 1369 + 3.75 = 1372.75.
+    torch.testing.assert_close(
+        batch_percentiles(squares, (0.05, 0.95)), torch.tensor([3.85, 1372.75])
+    )
+    # kthvalue: k = int(0.05 * 40) = 2 and int(0.95 * 40) = 38, 1-indexed: 1^2 and 37^2.
+    torch.testing.assert_close(
+        batch_percentiles(squares, (0.05, 0.95), "kthvalue"), torch.tensor([1.0, 1369.0])
+    )
+    assert torch.equal(
+        batch_percentiles(squares, (0.05, 0.95), "kthvalue"),
+        torch.stack([torch.kthvalue(squares, k).values for k in (2, 38)]),
+    )
+
+
+def test_kthvalue_percentiles_of_a_tiny_batch_use_k_at_least_one():
+    values = torch.tensor([[30.0, 10.0], [20.0, 40.0]])  # n = 4, any shape is flattened
+    # int(0.05 * 4) = 0 is raised to k = 1 (the smallest); int(0.95 * 4) = 3: the third smallest.
+    torch.testing.assert_close(
+        batch_percentiles(values, (0.05, 0.95), "kthvalue"), torch.tensor([10.0, 30.0])
+    )
+    # Interpolated: positions 0.15 and 2.85 -> 10 + 0.15 * 10 = 11.5, 30 + 0.85 * 10 = 38.5.
+    torch.testing.assert_close(batch_percentiles(values, (0.05, 0.95)), torch.tensor([11.5, 38.5]))
+    torch.testing.assert_close(
+        batch_percentiles(torch.tensor([7.0]), (0.05, 0.95), "kthvalue"), torch.tensor([7.0, 7.0])
+    )
+
+
+def test_percentile_normalizer_reads_kthvalue_percentiles_when_asked():
+    squares = torch.arange(40.0) ** 2
+    normalizer = ReturnNormalizer(decay=0.99, percentile="kthvalue")
+    normalizer.update(squares)
+    # EMAs from 0: low = 0.01 * 1, high = 0.01 * 1369.
+    torch.testing.assert_close(normalizer.low, torch.tensor(0.01))
+    torch.testing.assert_close(normalizer.high, torch.tensor(13.69))
+    interpolating = ReturnNormalizer(decay=0.99)
+    interpolating.update(squares)
+    torch.testing.assert_close(interpolating.high, torch.tensor(13.7275))
+    with pytest.raises(ValueError, match="percentile mode"):
+        ReturnNormalizer(percentile="nearest")
 
 
 def test_free_bits_clip_the_batch_mean_and_stop_its_gradient():

@@ -5,6 +5,30 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+PERCENTILE_MODES = ("interpolate", "kthvalue")
+"""How batch percentiles are read (config field agent.return_norm_percentile)."""
+
+
+def batch_percentiles(
+    values: torch.Tensor, quantiles: tuple[float, float], mode: str = "interpolate"
+) -> torch.Tensor:
+    """The two `quantiles` (fractions in [0, 1]) of all of `values`, as a (2,) float tensor.
+
+    `interpolate` is torch.quantile: linear interpolation between the order statistics around
+    q * (n - 1). `kthvalue` is the authors' code, `torch.kthvalue(x, int(q * n)).values`: the
+    k-th smallest value (1-indexed), k = int(q * n), no interpolation. For fewer than 1 / q
+    values their k is 0, which kthvalue rejects; here k is raised to 1 (the smallest value).
+    The k-th smallest is read from one sort, which every device runs.
+    """
+    flat = values.detach().float().flatten()
+    if mode == "interpolate":
+        return torch.quantile(flat, torch.tensor(quantiles, device=flat.device))
+    if mode == "kthvalue":
+        count = flat.numel()
+        indices = [max(1, int(quantile * count)) - 1 for quantile in quantiles]
+        return torch.sort(flat).values[indices]
+    raise ValueError(f"percentile mode must be one of {PERCENTILE_MODES}, got {mode!r}")
+
 
 class ReturnNormalizer(nn.Module):
     """Tracks S = EMA(P_high(G)) - EMA(P_low(G)) and divides advantages by max(1, S).
@@ -12,25 +36,34 @@ class ReturnNormalizer(nn.Module):
     Dividing by at least 1 means small returns are never scaled up (sparse-reward games keep
     their exploration), while large returns are compressed to a fixed range. The EMAs start
     from 0, as in the authors' code, and live in buffers so they are checkpointed with the agent
-    and never force a host synchronisation.
+    and never force a host synchronisation. `percentile` says how the batch percentiles are
+    read (see `batch_percentiles`).
     """
 
     low: torch.Tensor
     high: torch.Tensor
 
     def __init__(
-        self, decay: float = 0.99, low_percentile: float = 5.0, high_percentile: float = 95.0
+        self,
+        decay: float = 0.99,
+        low_percentile: float = 5.0,
+        high_percentile: float = 95.0,
+        percentile: str = "interpolate",
     ) -> None:
         super().__init__()
+        if percentile not in PERCENTILE_MODES:
+            raise ValueError(
+                f"percentile mode must be one of {PERCENTILE_MODES}, got {percentile!r}"
+            )
         self.decay = decay
         self.quantiles = (low_percentile / 100.0, high_percentile / 100.0)
+        self.percentile = percentile
         self.register_buffer("low", torch.zeros(()))
         self.register_buffer("high", torch.zeros(()))
 
     @torch.no_grad()
     def update(self, returns: torch.Tensor) -> None:
-        quantiles = torch.tensor(self.quantiles, device=returns.device)
-        low, high = torch.quantile(returns.detach().float().flatten(), quantiles)
+        low, high = batch_percentiles(returns, self.quantiles, self.percentile)
         self.low.lerp_(low, 1 - self.decay)
         self.high.lerp_(high, 1 - self.decay)
 
