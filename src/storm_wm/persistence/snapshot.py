@@ -70,7 +70,8 @@ def restore(config: Config, components: Components, checkpoint: dict[str, Any]) 
     """Loads everything but the replay buffer (restored first, see `resume.select_checkpoint`).
 
     If the environment's state cannot be restored (gym:<id> games), the episode in progress is
-    ended and the next one starts from a reset seeded by the run's seed and the step.
+    ended and the next one starts from a reset seeded by the run's seed and the step (by the
+    run's seed alone with train.repeat_reset_seed).
     """
     models, trainer = components.models, components.trainer
     try:
@@ -95,9 +96,14 @@ def restore(config: Config, components: Components, checkpoint: dict[str, Any]) 
             file=sys.stderr,
         )
         seed = np.random.SeedSequence([config.seed, state.step]).generate_state(1)[0]
+        if config.train.repeat_reset_seed:  # every training episode starts from the run's seed
+            seed = config.seed
         state.frame, state.reset_seed = None, int(seed)
         state.episode_return, state.episode_length = 0.0, 0
-        components.policy.reset(0)
+        if config.train.clear_context_on_episode_end:
+            components.policy.reset(0)
+        else:  # as at any episode's end, the next episode's policy sees this one's last frames
+            components.policy.restore_context(0, checkpoint["policy_context"])
     # Last: nothing above may draw from the generators after they are put back.
     restore_rng_state(checkpoint["rng"], components.rng)
     return state

@@ -85,7 +85,8 @@ def train_loop(
     accumulator = accumulator if accumulator is not None else MetricAccumulator()
     if state.frame is None:
         state.frame, _ = env.reset(seed=state.reset_seed)
-        policy.reset(0)
+        if schedule.clear_context_on_episode_end:
+            policy.reset(0)
     process = psutil.Process()
     started, started_step = time.perf_counter(), state.step
     progress = tqdm(
@@ -109,8 +110,10 @@ def train_loop(
             )  # fmt: skip
             progress.set_postfix(episode_return=f"{state.episode_return:g}", refresh=False)
             state.episode += 1
-            policy.reset(0)
-            state.frame, _ = env.reset()
+            if schedule.clear_context_on_episode_end:
+                policy.reset(0)
+            # None continues the env's seeded generators; the run's seed replays the same start.
+            state.frame, _ = env.reset(seed=config.seed if schedule.repeat_reset_seed else None)
             state.episode_return, state.episode_length = 0.0, 0
         else:
             state.frame = next_frame
