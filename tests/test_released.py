@@ -17,13 +17,15 @@ from typing import Any
 import gymnasium
 import numpy as np
 import pytest
+import torch
 
 from storm_wm.config import Config, build_config
 from storm_wm.envs import make_env
 from storm_wm.models.actor_critic import ActorCritic
+from storm_wm.persistence.checkpoint import find_checkpoint, load_checkpoint
 from storm_wm.persistence.compatibility import flatten
 from storm_wm.persistence.snapshot import capture, restore
-from storm_wm.run.compose import build_components
+from storm_wm.run.compose import build_components, train
 from storm_wm.training.logger import Logger
 from storm_wm.training.loop import LoopState, train_loop
 
@@ -149,3 +151,27 @@ def test_train_with_the_released_preset_records_every_changed_field(tmp_path: Pa
     assert differing == {*RELEASED_FIELDS, "preset", "train.steps"}
     for name, value in RELEASED_FIELDS.items():
         assert debug[name] != value, f"{name} is already {value!r} without the preset"
+
+
+def test_a_released_run_resumed_mid_episode_matches_one_left_alone(tmp_path: Path):
+    """Resumed at step 20 (the third episode's 6th step, with the two before in the acting
+    context), it ends with the weights and replay of the run that was never stopped."""
+    steps = {
+        **TINY, "train.warmup_steps": 12, "train.train_every": 4, "train.checkpoint_every": 10,
+        "train.deterministic": "true",
+    }  # fmt: skip
+    whole = build_config("toy+released", {**steps, "train.steps": 34})
+    train(whole, tmp_path / "whole", show_progress=False)
+    first_part = build_config("toy+released", {**steps, "train.steps": 20})
+    train(first_part, tmp_path / "resumed", show_progress=False)
+    train(whole, tmp_path / "resumed", show_progress=False, resume=True)
+    expected = load_checkpoint(find_checkpoint(tmp_path / "whole"))
+    resumed = load_checkpoint(find_checkpoint(tmp_path / "resumed"))
+    assert resumed["step"] == expected["step"] == 34
+    assert resumed["loop"]["episode"] == expected["loop"]["episode"] == 4
+    for model in ("world_model", "actor_critic"):
+        for name, tensor in expected[model].items():
+            assert torch.equal(resumed[model][name], tensor), f"{model}.{name} differs"
+    # 6 steps into the fifth episode the context still holds 10 frames of the episodes before.
+    assert len(resumed["policy_context"]["frames"]) == whole.train.act_context == 16
+    assert torch.equal(resumed["policy_context"]["frames"], expected["policy_context"]["frames"])
