@@ -96,9 +96,14 @@ class ActorCritic(nn.Module):
         return total, {name: value.detach() for name, value in metrics.items()}
 
     @torch.no_grad()
-    def update_slow_critic(self) -> None:
+    def update_slow_critic(self, where: torch.Tensor | None = None) -> None:
+        """Moves the slow critic towards the critic; with `where` (a 0-dim bool tensor) only if
+        it holds, decided on the device (a skipped update must not move it)."""
         decay = self.config.slow_critic_decay
         for slow, current in zip(
             self.slow_critic.parameters(), self.critic.parameters(), strict=True
         ):
-            slow.lerp_(current, 1 - decay)
+            if where is None:
+                slow.lerp_(current, 1 - decay)
+            else:
+                slow.copy_(torch.where(where, slow.lerp(current, 1 - decay), slow))
