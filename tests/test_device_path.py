@@ -4,13 +4,20 @@ On a machine without CUDA these run the tensor code paths with the CPU as the "d
 same facts on a GPU are in test_cuda.py (`pytest -m cuda`).
 """
 
+import dataclasses
+import os
+import shutil
+
 import numpy as np
 import pytest
 import torch
 
+from storm_wm.acting import Policy
+from storm_wm.compilation import CompiledFunction
 from storm_wm.config import build_config
 from storm_wm.device import replay_device
 from storm_wm.errors import StormError
+from storm_wm.imagination import CompiledImagination, ImaginationNoise, imagine
 from storm_wm.replay import ReplayBuffer
 from storm_wm.training.logger import MetricAccumulator
 from storm_wm.training.nonfinite import NonfiniteCounters, adam
@@ -186,3 +193,125 @@ def test_accumulator_leaves_nan_out_of_means_and_drops_metrics_without_values():
     accumulator.add({"a": torch.tensor(float("nan")), "b": torch.tensor(float("nan"))})
     accumulator.add({"a": torch.tensor(4.0), "b": torch.tensor(float("nan"))})
     assert accumulator.flush() == {"a": 2.5}
+
+
+def tiny_models(seed: int = 0, **overrides):
+    config = build_config("toy", {**TINY, **overrides})
+    torch.manual_seed(seed)
+    return config, build_models(config, 3, torch.device("cpu"))
+
+
+def test_imagination_given_its_noise_is_the_rollout_it_draws_itself():
+    _, models = tiny_models()
+    frames = torch.randint(0, 256, (3, 3, 16, 16, 3), dtype=torch.uint8)
+    actions = torch.randint(0, 3, (3, 3))
+    torch.manual_seed(5)
+    drawn = imagine(models.world_model, models.actor_critic, frames, actions, 4)
+    torch.manual_seed(5)
+    noise = ImaginationNoise.draw(models.world_model, 3, 3, 4, torch.device("cpu"))
+    given = imagine(models.world_model, models.actor_critic, frames, actions, 4, noise)
+    for name, value in drawn.__dict__.items():
+        assert torch.equal(getattr(given, name), value), name
+    torch.manual_seed(6)
+    other = imagine(models.world_model, models.actor_critic, frames, actions, 4)
+    assert not torch.equal(other.states, drawn.states)
+
+
+def acting_policies(compiled: bool, act_on_posterior: bool = False):
+    """An eager policy and one on the padded fixed-shape step, fed the same frames."""
+    _, models = tiny_models(1)
+
+    def policy(compile: bool) -> Policy:
+        return Policy(
+            models.world_model, models.actor_critic, 4, 3, context_length=5,
+            device=torch.device("cpu"), dtype=torch.float32, rng=np.random.default_rng(0),
+            act_on_posterior=act_on_posterior, compile=compile,
+        )  # fmt: skip
+
+    eager, padded = policy(False), policy(True)
+    if not compiled:
+        padded.compiled.compiled = None  # the padded step, run eagerly
+    return eager, padded
+
+
+@pytest.mark.parametrize("act_on_posterior", [False, True])
+def test_padded_acting_step_chooses_the_actions_of_the_eager_step(act_on_posterior):
+    eager, padded = acting_policies(compiled=False, act_on_posterior=act_on_posterior)
+    frames = np.random.default_rng(2).integers(0, 256, (8, 4, 16, 16, 3), dtype=np.uint8)
+    chosen = {"eager": [], "padded": []}
+    for step, frame in enumerate(frames):  # contexts grow from 0 to 5 steps, then slide
+        if step == 6:  # one environment starts a new episode: contexts of two lengths
+            eager.reset(2), padded.reset(2)
+        for name, policy in (("eager", eager), ("padded", padded)):
+            torch.manual_seed(step)
+            chosen[name].append(policy.act(frame))
+    np.testing.assert_array_equal(np.stack(chosen["padded"]), np.stack(chosen["eager"]))
+    assert len(set(np.stack(chosen["eager"]).flatten().tolist())) > 1  # not a constant policy
+
+
+def test_compiling_unavailable_warns_once_and_runs_eagerly(monkeypatch, capsys):
+    def no_compiler(function, **settings):
+        def fails(*args):
+            raise RuntimeError("InductorError: no working C++ compiler found\nmore detail")
+
+        return fails
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    function = CompiledFunction(lambda x: (x * 2,), torch.device("cpu"), "the doubling")
+    assert torch.equal(function(torch.ones(2))[0], torch.full((2,), 2.0))
+    assert torch.equal(function(torch.ones(2))[0], torch.full((2,), 2.0))
+    assert capsys.readouterr().err.splitlines() == [
+        "storm-wm: warning: torch.compile of the doubling is unavailable (InductorError: no "
+        "working C++ compiler found); running it eagerly"
+    ]
+
+    def refused(function, **settings):
+        raise RuntimeError("torch.compile is not supported on this Python")
+
+    monkeypatch.setattr(torch, "compile", refused)
+    function = CompiledFunction(lambda x: (x + 1,), torch.device("cpu"), "the increment")
+    assert torch.equal(function(torch.zeros(1))[0], torch.ones(1))
+    assert "running it eagerly" in capsys.readouterr().err
+
+
+def _has_cpp_compiler() -> bool:
+    return any(shutil.which(name) for name in (os.environ.get("CXX", "g++"), "c++", "clang++"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _has_cpp_compiler(), reason="torch.compile on the CPU needs a C++ compiler")
+def test_compiled_imagination_and_acting_compute_the_eager_function(capsys):
+    """train.compile on the CPU (inductor): the trainer's rollout and the policy's step.
+
+    Fresh random weights and inputs; both paths take the same sampling noise (drawn eagerly in
+    the same order), so discrete samples agree and fp32 values differ only by the compiler's
+    reordered arithmetic (1e-4). Compiling takes a few minutes on a 2-core CPU.
+    """
+    torch._dynamo.reset()
+    config, models = tiny_models(3, **{"train.compile": True, "agent.horizon": 2})
+    compiled = Trainer(models, config, torch.device("cpu"), torch.float32)
+    eager = Trainer(models, dataclasses.replace(config, train=dataclasses.replace(
+        config.train, compile=False)), torch.device("cpu"), torch.float32)  # fmt: skip
+    assert isinstance(compiled.imagine_function, CompiledImagination)
+    replay = ReplayBuffer(100, (16, 16, 3))
+    replay.extend(*random_steps(100, 3, (16, 16, 3)))
+    for seed in (0, 1):  # the second call reuses the graph with new inputs
+        rollouts = []
+        for trainer in (compiled, eager):
+            torch.manual_seed(seed)
+            rollouts.append(trainer.imagine(replay, np.random.default_rng(seed)))
+        for name, value in rollouts[1].__dict__.items():
+            torch.testing.assert_close(getattr(rollouts[0], name), value, atol=1e-4, rtol=1e-4)
+    assert compiled.imagine_function.function.compiled is not None  # no fallback happened
+
+    eager_policy, compiled_policy = acting_policies(compiled=True)
+    frames = np.random.default_rng(4).integers(0, 256, (7, 4, 16, 16, 3), dtype=np.uint8)
+    for step, frame in enumerate(frames):
+        chosen = []
+        for policy in (eager_policy, compiled_policy):
+            torch.manual_seed(step)
+            chosen.append(policy.act(frame))
+        np.testing.assert_array_equal(chosen[1], chosen[0])
+    assert compiled_policy.compiled.compiled is not None
+    assert "warning" not in capsys.readouterr().err
+    torch._dynamo.reset()

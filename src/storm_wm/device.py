@@ -96,3 +96,10 @@ def replay_device(setting: str, device: torch.device, replay_bytes: int) -> torc
     if free is None or replay_bytes > REPLAY_SHARE_OF_FREE_MEMORY * free:
         return None
     return device
+
+
+def compile_mode(device: torch.device) -> str | None:
+    """torch.compile's mode for `device`: CUDA graphs (`reduce-overhead`) on CUDA, where launch
+    overhead dominates the small per-step kernels of imagination and acting; the default
+    elsewhere."""
+    return "reduce-overhead" if device.type == "cuda" else None

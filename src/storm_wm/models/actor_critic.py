@@ -41,12 +41,16 @@ class ActorCritic(nn.Module):
         return self.actor(states).float()
 
     @torch.no_grad()
-    def act(self, states: torch.Tensor, greedy: bool = False) -> torch.Tensor:
-        """Samples (or, if greedy, takes the argmax of) the policy: (B, state) -> (B,) actions."""
+    def act(
+        self, states: torch.Tensor, greedy: bool = False, uniform: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Samples (or, if greedy, takes the argmax of) the policy: (B, state) -> (B,) actions.
+
+        `uniform` (B, actions): given sampling noise instead of a draw from the generator."""
         logits = self.policy_logits(states)
         if greedy:
             return logits.argmax(-1)
-        return sample_one_hot(logits, straight_through=False).argmax(-1)
+        return sample_one_hot(logits, straight_through=False, uniform=uniform).argmax(-1)
 
     def loss(
         self,

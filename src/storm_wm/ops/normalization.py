@@ -26,11 +26,12 @@ class ReturnNormalizer(nn.Module):
         self.quantiles = (low_percentile / 100.0, high_percentile / 100.0)
         self.register_buffer("low", torch.zeros(()))
         self.register_buffer("high", torch.zeros(()))
+        # On the module's device, so an update copies nothing from the host (not saved).
+        self.register_buffer("points", torch.tensor(self.quantiles), persistent=False)
 
     @torch.no_grad()
     def update(self, returns: torch.Tensor) -> None:
-        quantiles = torch.tensor(self.quantiles, device=returns.device)
-        low, high = torch.quantile(returns.detach().float().flatten(), quantiles)
+        low, high = torch.quantile(returns.detach().float().flatten(), self.points)
         self.low.lerp_(low, 1 - self.decay)
         self.high.lerp_(high, 1 - self.decay)
 

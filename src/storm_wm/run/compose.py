@@ -143,7 +143,7 @@ def build_components(config: Config, run_dir: Path, game: str, env) -> Component
     policy = Policy(
         models.world_model, models.actor_critic, 1, num_actions,
         context_length=config.train.act_context, device=device, dtype=dtype, rng=rng,
-        act_on_posterior=config.train.act_on_posterior,
+        act_on_posterior=config.train.act_on_posterior, compile=config.train.compile,
     )  # fmt: skip
     return Components(
         game, num_actions, env, models, trainer, replay,

@@ -9,7 +9,7 @@ import torch
 
 from storm_wm.config import Config
 from storm_wm.device import autocast
-from storm_wm.imagination import ImaginedRollout, imagine
+from storm_wm.imagination import CompiledImagination, ImaginedRollout, imagine
 from storm_wm.models import ActorCritic, WorldModel
 from storm_wm.replay import ReplayBuffer
 from storm_wm.training.nonfinite import (
@@ -80,8 +80,8 @@ class Trainer:
             self.agent_parameters, lr=config.agent.learning_rate, eps=config.agent.adam_eps
         )
         self.nonfinite = NonfiniteCounters(device)
-        self.imagine_function = imagine
-        """The rollout function; `compile_imagination` swaps in a compiled one."""
+        self.imagine_function = CompiledImagination(device) if config.train.compile else imagine
+        """The rollout: compiled with `train.compile`, eager otherwise."""
 
     @property
     def nonfinite_streaks(self) -> dict[str, int]:
