@@ -77,7 +77,9 @@ def train_loop(
 
     Starting from `state` (a resumed run) continues its episode in progress. `save` is called
     every `checkpoint_every` steps, at the end, when `stop_requested()` names a signal (then the
-    loop returns early with `state.stopped_by` set) and before stopping on non-finite losses.
+    loop returns early with `state.stopped_by` set) and before stopping on non-finite losses
+    (the trainer counts skipped updates on the device; they are read at log and checkpoint
+    steps, where the loop waits for the device anyway).
     `on_step(step)` runs after every environment step (world-model diagnostics and videos).
     """
     schedule = config.train
