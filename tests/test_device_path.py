@@ -285,9 +285,18 @@ def test_compiled_imagination_and_acting_compute_the_eager_function(capsys):
 
     Fresh random weights and inputs; both paths take the same sampling noise (drawn eagerly in
     the same order), so discrete samples agree and fp32 values differ only by the compiler's
-    reordered arithmetic (1e-4). Compiling takes a few minutes on a 2-core CPU.
+    reordered arithmetic (1e-4). Any recompilation is an error here (and would show as the eager
+    fallback): one graph serves every call, whatever the context's length. Compiling takes a few
+    minutes on a 2-core CPU.
     """
     torch._dynamo.reset()
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        _compiled_equals_eager()
+    assert "warning" not in capsys.readouterr().err
+    torch._dynamo.reset()
+
+
+def _compiled_equals_eager() -> None:
     config, models = tiny_models(3, **{"train.compile": True, "agent.horizon": 2})
     compiled = Trainer(models, config, torch.device("cpu"), torch.float32)
     eager = Trainer(models, dataclasses.replace(config, train=dataclasses.replace(
@@ -313,5 +322,3 @@ def test_compiled_imagination_and_acting_compute_the_eager_function(capsys):
             chosen.append(policy.act(frame))
         np.testing.assert_array_equal(chosen[1], chosen[0])
     assert compiled_policy.compiled.compiled is not None
-    assert "warning" not in capsys.readouterr().err
-    torch._dynamo.reset()
