@@ -60,3 +60,46 @@ def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractCon
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+REPLAY_SHARE_OF_FREE_MEMORY = 0.25
+"""The automatic rule puts replay on the device when it needs at most this share of the free
+device memory, leaving the rest to the models, activations and other runs sharing the device."""
+
+
+def free_device_memory(device: torch.device) -> int | None:
+    """Bytes free on `device` now, or None where that cannot be asked (the CPU, unknown kinds)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    if device.type == "mps" and hasattr(torch.mps, "recommended_max_memory"):
+        return int(torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory())
+    return None
+
+
+def replay_device(setting: str, device: torch.device, replay_bytes: int) -> torch.device | None:
+    """Where replay's device copy lives (`train.replay_on_device`); None: host memory only.
+
+    `off`: host only. `on`: on the training device. `auto`: on the training device when that is
+    not the CPU and the buffer (capacity x frame bytes, plus the small arrays) needs at most
+    `REPLAY_SHARE_OF_FREE_MEMORY` of the device's free memory (`torch.cuda.mem_get_info` on
+    CUDA); host only where free memory cannot be asked. On the CPU every setting means host only:
+    the host arrays already are on the training device, and a copy would only double the memory.
+    """
+    if setting not in ("auto", "on", "off"):
+        raise StormError(f"train.replay_on_device must be auto, on or off, got {setting!r}")
+    if device.type == "cpu" or setting == "off":
+        return None
+    if setting == "on":
+        return device
+    free = free_device_memory(device)
+    if free is None or replay_bytes > REPLAY_SHARE_OF_FREE_MEMORY * free:
+        return None
+    return device
+
+
+def compile_mode(device: torch.device) -> str | None:
+    """torch.compile's mode for `device`: CUDA graphs (`reduce-overhead`) on CUDA, where launch
+    overhead dominates the small per-step kernels of imagination and acting; the default
+    elsewhere."""
+    return "reduce-overhead" if device.type == "cuda" else None

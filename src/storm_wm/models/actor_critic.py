@@ -42,12 +42,16 @@ class ActorCritic(nn.Module):
         return self.actor(states).float()
 
     @torch.no_grad()
-    def act(self, states: torch.Tensor, greedy: bool = False) -> torch.Tensor:
-        """Samples (or, if greedy, takes the argmax of) the policy: (B, state) -> (B,) actions."""
+    def act(
+        self, states: torch.Tensor, greedy: bool = False, uniform: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Samples (or, if greedy, takes the argmax of) the policy: (B, state) -> (B,) actions.
+
+        `uniform` (B, actions): given sampling noise instead of a draw from the generator."""
         logits = self.policy_logits(states)
         if greedy:
             return logits.argmax(-1)
-        return sample_one_hot(logits, straight_through=False).argmax(-1)
+        return sample_one_hot(logits, straight_through=False, uniform=uniform).argmax(-1)
 
     def loss(
         self,
@@ -97,9 +101,14 @@ class ActorCritic(nn.Module):
         return total, {name: value.detach() for name, value in metrics.items()}
 
     @torch.no_grad()
-    def update_slow_critic(self) -> None:
+    def update_slow_critic(self, where: torch.Tensor | None = None) -> None:
+        """Moves the slow critic towards the critic; with `where` (a 0-dim bool tensor) only if
+        it holds, decided on the device (a skipped update must not move it)."""
         decay = self.config.slow_critic_decay
         for slow, current in zip(
             self.slow_critic.parameters(), self.critic.parameters(), strict=True
         ):
-            slow.lerp_(current, 1 - decay)
+            if where is None:
+                slow.lerp_(current, 1 - decay)
+            else:
+                slow.copy_(torch.where(where, slow.lerp(current, 1 - decay), slow))

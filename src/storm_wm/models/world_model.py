@@ -63,17 +63,18 @@ class WorldModel(nn.Module):
         return self._categorical_logits(self.prior_head(features))
 
     @staticmethod
-    def sample(logits: torch.Tensor) -> torch.Tensor:
+    def sample(logits: torch.Tensor, uniform: torch.Tensor | None = None) -> torch.Tensor:
         """(..., categoricals, classes) -> flattened one-hot sample (..., latent).
 
         Straight-through gradients only when gradients are being recorded (imagination and acting
-        run without them and skip the extra softmax).
+        run without them and skip the extra softmax). `uniform`: given sampling noise.
         """
-        return sample_one_hot(logits, straight_through=torch.is_grad_enabled()).flatten(-2)
+        straight_through = torch.is_grad_enabled()
+        return sample_one_hot(logits, straight_through, uniform).flatten(-2)
 
-    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+    def encode(self, frames: torch.Tensor, uniform: torch.Tensor | None = None) -> torch.Tensor:
         """uint8 frames (B, T, H, W, 3) -> posterior samples z (B, T, latent)."""
-        return self.sample(self.posterior_logits(frames))
+        return self.sample(self.posterior_logits(frames), uniform)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """z (..., latent) -> reconstructed frames (..., 3, H, W), unclamped."""
@@ -146,18 +147,25 @@ class WorldModel(nn.Module):
 
     @torch.no_grad()
     def start_from_context(
-        self, frames: torch.Tensor, actions: torch.Tensor, extra_steps: int = 0
+        self,
+        frames: torch.Tensor,
+        actions: torch.Tensor,
+        extra_steps: int = 0,
+        uniform: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> ImaginationStart:
         """Encodes context frames (B, T, H, W, 3) and feeds them with their actions (B, T).
 
         Returns the prior sample for the step after the context, the feature that produced it,
-        and the KV cache, with room for `extra_steps` more tokens.
+        and the KV cache, with room for `extra_steps` more tokens. `uniform`: given sampling
+        noise for the context's posterior samples (B, T, ...) and the prior sample (B, ...).
         """
-        latents = self.encode(frames)
+        posterior_noise, prior_noise = uniform if uniform is not None else (None, None)
+        latents = self.encode(frames, posterior_noise)
         device = latents.device
         cache = self.transformer.new_cache(
             latents.shape[0], device=device, dtype=self._cache_dtype(device)
         )
         features = self.transformer.step(latents, actions, cache)
         last_feature = features[:, -1]
-        return ImaginationStart(self.sample(self.prior_logits(last_feature)), last_feature, cache)
+        latent = self.sample(self.prior_logits(last_feature), prior_noise)
+        return ImaginationStart(latent, last_feature, cache)

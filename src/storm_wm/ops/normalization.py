@@ -10,7 +10,9 @@ PERCENTILE_MODES = ("interpolate", "kthvalue")
 
 
 def batch_percentiles(
-    values: torch.Tensor, quantiles: tuple[float, float], mode: str = "interpolate"
+    values: torch.Tensor,
+    quantiles: tuple[float, float] | torch.Tensor,
+    mode: str = "interpolate",
 ) -> torch.Tensor:
     """The two `quantiles` (fractions in [0, 1]) of all of `values`, as a (2,) float tensor.
 
@@ -22,7 +24,7 @@ def batch_percentiles(
     """
     flat = values.detach().float().flatten()
     if mode == "interpolate":
-        return torch.quantile(flat, torch.tensor(quantiles, device=flat.device))
+        return torch.quantile(flat, torch.as_tensor(quantiles, device=flat.device))
     if mode == "kthvalue":
         count = flat.numel()
         indices = [max(1, int(quantile * count)) - 1 for quantile in quantiles]
@@ -60,10 +62,15 @@ class ReturnNormalizer(nn.Module):
         self.percentile = percentile
         self.register_buffer("low", torch.zeros(()))
         self.register_buffer("high", torch.zeros(()))
+        # On the module's device, so an update copies nothing from the host (not saved).
+        self.register_buffer("points", torch.tensor(self.quantiles), persistent=False)
 
     @torch.no_grad()
     def update(self, returns: torch.Tensor) -> None:
-        low, high = batch_percentiles(returns, self.quantiles, self.percentile)
+        # The interpolating quantile reads its points from a device buffer (no host copy); the
+        # k-th-value rule needs them as Python numbers to pick k.
+        points = self.points if self.percentile == "interpolate" else self.quantiles
+        low, high = batch_percentiles(returns, points, self.percentile)
         self.low.lerp_(low, 1 - self.decay)
         self.high.lerp_(high, 1 - self.decay)
 

@@ -12,7 +12,7 @@ import torch
 
 from storm_wm.acting import Policy
 from storm_wm.config import Config
-from storm_wm.device import resolve_device, resolve_precision
+from storm_wm.device import replay_device, resolve_device, resolve_precision
 from storm_wm.envs import make_env, resolve_game
 from storm_wm.errors import StormError
 from storm_wm.persistence.atomic import write_text_atomically
@@ -134,11 +134,16 @@ def build_components(config: Config, run_dir: Path, game: str, env) -> Component
     num_actions = int(env.action_space.n)
     models = build_models(config, num_actions, device)
     trainer = Trainer(models, config, device, dtype)
-    replay = ReplayBuffer(config.train.replay_capacity, env.observation_space.shape)
+    capacity, frame_shape = config.train.replay_capacity, env.observation_space.shape
+    replay = ReplayBuffer(
+        capacity, frame_shape, device=replay_device(
+            config.train.replay_on_device, device, ReplayBuffer.bytes_needed(capacity, frame_shape)
+        ),
+    )  # fmt: skip
     policy = Policy(
         models.world_model, models.actor_critic, 1, num_actions,
         context_length=config.train.act_context, device=device, dtype=dtype, rng=rng,
-        act_on_posterior=config.train.act_on_posterior,
+        act_on_posterior=config.train.act_on_posterior, compile=config.train.compile,
     )  # fmt: skip
     return Components(
         game, num_actions, env, models, trainer, replay,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections import defaultdict
 from pathlib import Path
 
 import torch
@@ -19,38 +18,55 @@ from storm_wm.persistence.atomic import write_text_atomically
 
 
 class MetricAccumulator:
-    """Sums detached metric tensors on the device; one host transfer per `flush`, not per step."""
+    """Sums detached metric tensors on the device; one host transfer per `flush`, not per step.
+
+    A NaN value is a missing one (a skipped update's metrics: storm_wm.training.trainer): it is
+    left out of its metric's mean, counted on the device so no update waits for the host. A
+    metric with no value since the last flush is left out of the flush.
+    """
 
     def __init__(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}
-        self.counts: dict[str, int] = defaultdict(int)
+        self.counts: dict[str, torch.Tensor] = {}
 
     def add(self, metrics: dict[str, torch.Tensor]) -> None:
         for name, value in metrics.items():
             value = value.detach().float()
-            self.sums[name] = self.sums[name] + value if name in self.sums else value
-            self.counts[name] += 1
+            present = ~torch.isnan(value)
+            value = torch.where(present, value, 0.0)
+            if name in self.sums:
+                self.sums[name] = self.sums[name] + value
+                self.counts[name] = self.counts[name] + present
+            else:
+                self.sums[name], self.counts[name] = value, present.float()
 
     def flush(self) -> dict[str, float]:
         if not self.sums:
             return {}
         names = list(self.sums)
-        values = torch.stack([self.sums[name] for name in names]).cpu().tolist()
-        means = {name: value / self.counts[name] for name, value in zip(names, values, strict=True)}
+        sums_and_counts = torch.stack(
+            [torch.stack([self.sums[name], self.counts[name]]) for name in names]
+        )
+        values = sums_and_counts.cpu().tolist()
         self.sums.clear()
         self.counts.clear()
-        return means
+        return {
+            name: total / count
+            for name, (total, count) in zip(names, values, strict=True)
+            if count > 0
+        }
 
     def state_dict(self) -> dict[str, dict]:
         """The sums since the last flush: a resumed run logs the same averages as one left alone."""
         return {
             "sums": {name: value.cpu() for name, value in self.sums.items()},
-            "counts": dict(self.counts),
+            "counts": {name: int(count) for name, count in self.counts.items()},
         }
 
     def load_state_dict(self, state: dict[str, dict], device: torch.device) -> None:
         self.sums = {name: value.to(device) for name, value in state["sums"].items()}
-        self.counts = defaultdict(int, state["counts"])
+        counts = state["counts"].items()
+        self.counts = {name: torch.tensor(float(n), device=device) for name, n in counts}
 
 
 class Logger:

@@ -77,7 +77,9 @@ def train_loop(
 
     Starting from `state` (a resumed run) continues its episode in progress. `save` is called
     every `checkpoint_every` steps, at the end, when `stop_requested()` names a signal (then the
-    loop returns early with `state.stopped_by` set) and before stopping on non-finite losses.
+    loop returns early with `state.stopped_by` set) and before stopping on non-finite losses
+    (the trainer counts skipped updates on the device; they are read at log and checkpoint
+    steps, where the loop waits for the device anyway).
     `on_step(step)` runs after every environment step (world-model diagnostics and videos).
     """
     schedule = config.train
@@ -118,23 +120,27 @@ def train_loop(
         else:
             state.frame = next_frame
 
-        failure = None
         if not warming_up and state.step % schedule.train_every == 0:
-            accumulator.add(trainer.train_step(replay, rng))
+            accumulator.add(trainer.train_step(replay, rng, state.step))
             state.updates += 1
-            failure = _check_nonfinite(trainer, schedule.max_nonfinite_updates, state.step)
-        if state.step % schedule.log_every == 0:
+        logging = state.step % schedule.log_every == 0
+        due = state.step % schedule.checkpoint_every == 0 or state.step == schedule.steps
+        failure, skipped_updates = None, None
+        if logging or due:  # steps that wait for the device anyway (a log flush, a checkpoint)
+            failure, skipped_updates = _check_nonfinite(
+                trainer, schedule.max_nonfinite_updates, state.step
+            )
+        if logging:
             metrics = accumulator.flush()
             if metrics:
                 metrics["train/updates"] = state.updates
-                metrics["train/skipped_updates"] = trainer.skipped_updates
+                metrics["train/skipped_updates"] = skipped_updates
                 elapsed = time.perf_counter() - started
                 metrics["train/steps_per_second"] = (state.step - started_step) / elapsed
                 metrics["system/memory_mb"] = process.memory_info().rss / 2**20
                 logger.log(state.step, metrics)
         on_step(state.step)
         state.stopped_by = stop_requested()
-        due = state.step % schedule.checkpoint_every == 0 or state.step == schedule.steps
         if failure:
             progress.close()
             if not _weights_are_finite(trainer):
@@ -157,22 +163,28 @@ def train_loop(
     return state
 
 
-def _check_nonfinite(trainer: Trainer, limit: int, step: int) -> str | None:
-    """Warns on the first skipped update of a streak; the message to stop with past `limit`."""
-    for model, streak in trainer.nonfinite_streaks.items():
-        if streak == 1:
+def _check_nonfinite(trainer: Trainer, limit: int, step: int) -> tuple[str | None, int]:
+    """Reads the trainer's non-finite counters (kept on the device, so read only at log and
+    checkpoint steps): warns once for each model whose newest streak of skipped updates began
+    since the last read, naming the step it began at; returns the message to stop with when a
+    streak reached `limit` (checked at the first read after it did), and the skipped total."""
+    report = trainer.nonfinite.read()
+    failure = None
+    for model, longest in report.longest.items():
+        began = report.streak_started[model]
+        if began is not None:
             tqdm.write(
-                f"storm-wm: warning: step {step}: non-finite {model.replace('_', '-')} loss or "
+                f"storm-wm: warning: step {began}: non-finite {model.replace('_', '-')} loss or "
                 "gradient; update skipped",
                 file=sys.stderr,
             )
-        if streak >= limit:
-            return (
-                f"training stopped at step {step}: {streak} {model.replace('_', '-')} updates "
+        if longest >= limit and failure is None:
+            failure = (
+                f"training stopped at step {step}: {longest} {model.replace('_', '-')} updates "
                 "in a row had a non-finite loss or gradient (each was skipped; "
                 f"train.max_nonfinite_updates is {limit})"
             )
-    return None
+    return failure, report.skipped_updates
 
 
 def _weights_are_finite(trainer: Trainer) -> bool:

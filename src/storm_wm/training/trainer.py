@@ -9,9 +9,15 @@ import torch
 
 from storm_wm.config import Config
 from storm_wm.device import autocast
-from storm_wm.imagination import ImaginedRollout, imagine
+from storm_wm.imagination import CompiledImagination, ImaginedRollout, imagine
 from storm_wm.models import ActorCritic, WorldModel
 from storm_wm.replay import ReplayBuffer
+from storm_wm.training.nonfinite import (
+    NonfiniteCounters,
+    adam,
+    apply_if_finite,
+    keep_where_finite,
+)
 
 
 @dataclass
@@ -35,10 +41,12 @@ def _snapshot_buffers(module: torch.nn.Module) -> list[torch.Tensor]:
     return [buffer.clone() for buffer in module.buffers()]
 
 
-def _restore_buffers(module: torch.nn.Module, snapshot: list[torch.Tensor]) -> None:
-    with torch.no_grad():
-        for buffer, saved in zip(module.buffers(), snapshot, strict=True):
-            buffer.copy_(saved)
+def _masked_metrics(metrics: dict, finite: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A skipped update's metrics become NaN, which `MetricAccumulator` leaves out of its means
+    (its other values are often NaN already and would poison the logged averages)."""
+    masked = {name: torch.where(finite, value, torch.nan) for name, value in metrics.items()}
+    masked["nonfinite"] = (~finite).float()
+    return masked
 
 
 class Trainer:
@@ -48,10 +56,11 @@ class Trainer:
     update; imagination and acting see it in eval mode.
 
     An update whose loss or gradient norm is not finite is skipped (no optimizer step, no slow
-    critic step): one NaN would otherwise spread to every weight and to Adam's moments, ruining
-    the run for good. `nonfinite_streaks` counts such updates in a row per model, for the loop to
-    stop on; `skipped_updates` counts them all. No gradient scaler is needed: bf16 autocast keeps
-    fp32's exponent range.
+    critic step, buffers as before): one NaN would otherwise spread to every weight and to Adam's
+    moments, ruining the run for good. The decision is taken on the device (see
+    storm_wm.training.nonfinite), so an update never waits for the host; `nonfinite` counts
+    such updates in a row per model, for the loop to read and stop on. No gradient scaler is
+    needed: bf16 autocast keeps fp32's exponent range.
     """
 
     def __init__(self, models: Models, config: Config, device: torch.device, dtype: torch.dtype):
@@ -60,56 +69,66 @@ class Trainer:
         self.device = device
         self.dtype = dtype
         world_model, actor_critic = models.world_model, models.actor_critic
-        self.world_model_optimizer = torch.optim.Adam(
+        self.world_model_optimizer = adam(
             world_model.parameters(), lr=config.world_model.learning_rate
         )
         self.agent_parameters = [
             *actor_critic.actor.parameters(),
             *actor_critic.critic.parameters(),
         ]
-        self.agent_optimizer = torch.optim.Adam(
+        self.agent_optimizer = adam(
             self.agent_parameters, lr=config.agent.learning_rate, eps=config.agent.adam_eps
         )
-        self.nonfinite_streaks = {"world_model": 0, "agent": 0}
-        self.skipped_updates = 0
+        self.nonfinite = NonfiniteCounters(device)
+        self.imagine_function = CompiledImagination(device) if config.train.compile else imagine
+        """The rollout: compiled with `train.compile`, eager otherwise."""
 
-    def _step(self, name, loss, optimizer, parameters, clip) -> tuple[torch.Tensor, bool]:
+    @property
+    def nonfinite_streaks(self) -> dict[str, int]:
+        """Skipped updates in a row per model (reads the device: not for every update)."""
+        return self.nonfinite.streaks
+
+    @property
+    def skipped_updates(self) -> int:
+        return self.nonfinite.skipped_updates
+
+    @skipped_updates.setter
+    def skipped_updates(self, count: int) -> None:
+        self.nonfinite.skipped_updates = count
+
+    def _step(self, name, loss, optimizer, parameters, clip, step) -> tuple[torch.Tensor, ...]:
         """Backward, clip, step; skips the step when the loss or the gradient is not finite."""
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(parameters, clip)
-        # One host synchronisation per update: deciding to skip needs the value.
-        finite = bool(torch.isfinite(loss.detach()) & torch.isfinite(norm))
-        if finite:
-            optimizer.step()
-            self.nonfinite_streaks[name] = 0
-        else:
-            optimizer.zero_grad(set_to_none=True)
-            self.nonfinite_streaks[name] += 1
-            self.skipped_updates += 1
+        finite = torch.isfinite(loss.detach()) & torch.isfinite(norm)
+        apply_if_finite(optimizer, finite)
+        self.nonfinite.record(name, finite, step)
         return norm, finite
-
-    @staticmethod
-    def _skipped_metrics(loss: torch.Tensor) -> dict[str, torch.Tensor]:
-        # The skipped update's other metrics are NaN too and would poison the logged averages.
-        return {"nonfinite": torch.ones((), device=loss.device)}
 
     def state_dict(self) -> dict:
         """Optimizer states and non-finite counters (the models are saved by their owner)."""
         return {
             "world_model_optimizer": self.world_model_optimizer.state_dict(),
             "agent_optimizer": self.agent_optimizer.state_dict(),
-            "nonfinite_streaks": dict(self.nonfinite_streaks),
+            "nonfinite_streaks": self.nonfinite_streaks,
             "skipped_updates": self.skipped_updates,
+            "nonfinite_counters": self.nonfinite.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.world_model_optimizer.load_state_dict(state["world_model_optimizer"])
         self.agent_optimizer.load_state_dict(state["agent_optimizer"])
-        self.nonfinite_streaks = dict(state["nonfinite_streaks"])
-        self.skipped_updates = int(state["skipped_updates"])
+        if "nonfinite_counters" in state:
+            self.nonfinite.load_state_dict(state["nonfinite_counters"])
+        else:  # a checkpoint from before the counters moved to the device
+            self.nonfinite.set_streaks(state["nonfinite_streaks"])
+            self.skipped_updates = int(state["skipped_updates"])
 
-    def update_world_model(self, replay: ReplayBuffer, rng: np.random.Generator) -> dict:
+    def update_world_model(
+        self, replay: ReplayBuffer, rng: np.random.Generator, step: int = 0
+    ) -> dict:
+        """One world-model update on a replay batch; `step` (the env step) dates a skip."""
         config = self.config.world_model
         batch = replay.sample(config.batch_size, config.sequence_length, rng).to(self.device)
         world_model = self.models.world_model
@@ -121,21 +140,18 @@ class Trainer:
             )
         norm, finite = self._step(
             "world_model", loss, self.world_model_optimizer, world_model.parameters(),
-            config.grad_clip,
+            config.grad_clip, step,
         )  # fmt: skip
         world_model.eval()
-        if finite:
-            metrics.update(grad_norm=norm, nonfinite=torch.zeros((), device=loss.device))
-        else:
-            _restore_buffers(world_model, buffers)
-            metrics = self._skipped_metrics(loss)
+        keep_where_finite(world_model, buffers, finite)
+        metrics = _masked_metrics({**metrics, "grad_norm": norm}, finite)
         return {f"world_model/{name}": value for name, value in metrics.items()}
 
     def imagine(self, replay: ReplayBuffer, rng: np.random.Generator) -> ImaginedRollout:
         agent = self.config.agent
         batch = replay.sample(agent.imagination_batch, agent.context_length, rng).to(self.device)
         with autocast(self.device, self.dtype):
-            return imagine(
+            return self.imagine_function(
                 self.models.world_model,
                 self.models.actor_critic,
                 batch.frames,
@@ -143,7 +159,8 @@ class Trainer:
                 agent.horizon,
             )
 
-    def update_agent(self, rollout: ImaginedRollout) -> dict:
+    def update_agent(self, rollout: ImaginedRollout, step: int = 0) -> dict:
+        """One actor-critic update on an imagined batch; `step` (the env step) dates a skip."""
         actor_critic = self.models.actor_critic
         buffers = _snapshot_buffers(actor_critic)
         with autocast(self.device, self.dtype):
@@ -151,19 +168,17 @@ class Trainer:
                 rollout.states, rollout.actions, rollout.rewards, rollout.terminations
             )
         norm, finite = self._step(
-            "agent", loss, self.agent_optimizer, self.agent_parameters, self.config.agent.grad_clip
-        )
-        if finite:
-            actor_critic.update_slow_critic()
-            metrics.update(grad_norm=norm, nonfinite=torch.zeros((), device=loss.device))
-        else:
-            _restore_buffers(actor_critic, buffers)
-            metrics = self._skipped_metrics(loss)
+            "agent", loss, self.agent_optimizer, self.agent_parameters,
+            self.config.agent.grad_clip, step,
+        )  # fmt: skip
+        actor_critic.update_slow_critic(where=finite)
+        keep_where_finite(actor_critic, buffers, finite)
+        metrics = _masked_metrics({**metrics, "grad_norm": norm}, finite)
         return {f"agent/{name}": value for name, value in metrics.items()}
 
-    def train_step(self, replay: ReplayBuffer, rng: np.random.Generator) -> dict:
-        """One world-model update, one imagined batch, one agent update."""
-        metrics = self.update_world_model(replay, rng)
+    def train_step(self, replay: ReplayBuffer, rng: np.random.Generator, step: int = 0) -> dict:
+        """One world-model update, one imagined batch, one agent update, at env step `step`."""
+        metrics = self.update_world_model(replay, rng, step)
         rollout = self.imagine(replay, rng)
-        metrics.update(self.update_agent(rollout))
+        metrics.update(self.update_agent(rollout, step))
         return metrics
