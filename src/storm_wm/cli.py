@@ -10,9 +10,10 @@ import argparse
 import importlib
 import sys
 
+from storm_wm import __version__
 from storm_wm.errors import StormError
 
-COMMANDS = ("train", "eval", "info", "bench", "report", "dream", "play", "sweep")
+COMMANDS = ("train", "eval", "info", "config", "bench", "report", "dream", "play", "sweep")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="STORM, a stochastic-transformer world-model agent: train, evaluate, "
         "inspect and compare runs.",
     )
+    parser.add_argument("--version", action="version", version=f"storm-wm {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         try:

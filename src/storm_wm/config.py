@@ -8,7 +8,9 @@ read back by `eval`, `dream` and `--resume`.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -255,16 +257,13 @@ def from_dict(data: dict[str, Any]) -> Config:
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         if key not in sections:
-            raise StormError(f"unknown config field {key!r}; valid: {', '.join(sections)}")
+            raise unknown_field(key)
         kind = sections[key]
         if dataclasses.is_dataclass(kind):
             names = {f.name for f in dataclasses.fields(kind)}
             unknown = set(value) - names
             if unknown:
-                raise StormError(
-                    f"unknown config field {key}.{sorted(unknown)[0]}; "
-                    f"valid: {', '.join(f'{key}.{n}' for n in sorted(names))}"
-                )
+                raise unknown_field(f"{key}.{sorted(unknown)[0]}")
             hints = typing.get_type_hints(kind)
             kwargs[key] = kind(**{k: _coerce(v, hints[k], f"{key}.{k}") for k, v in value.items()})
         else:
@@ -272,6 +271,26 @@ def from_dict(data: dict[str, Any]) -> Config:
     config = Config(**kwargs)
     validate(config)
     return config
+
+
+def field_names() -> list[str]:
+    """Every config field as it is named on the command line: `agent.gamma`, `seed`, ..."""
+    names = []
+    for name, kind in _section_types().items():
+        if dataclasses.is_dataclass(kind):
+            names += [f"{name}.{field.name}" for field in dataclasses.fields(kind)]
+        else:
+            names.append(name)
+    return names
+
+
+def unknown_field(dotted: str) -> StormError:
+    """The error for a field that does not exist, with the closest names if some are close."""
+    close = difflib.get_close_matches(dotted, field_names(), n=3, cutoff=0.75)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    return StormError(
+        f"unknown config field {dotted!r}{hint} (`storm-wm config` lists every field)"
+    )
 
 
 def _coerce(value: Any, kind: Any, name: str) -> Any:
@@ -317,12 +336,12 @@ def build_config(preset: str = "atari100k", overrides: dict[str, Any] | None = N
         target = data
         if key:
             if section not in data or not isinstance(data[section], dict):
-                raise StormError(f"unknown config field {dotted!r}; see `storm-wm train --help`")
+                raise unknown_field(dotted)
             target = data[section]
         else:
             key = section
-        if key not in target:
-            raise StormError(f"unknown config field {dotted!r}; see `storm-wm train --help`")
+        if key not in target or isinstance(target[key], dict):
+            raise unknown_field(dotted)
         target[key] = value
     return from_dict(data)
 
@@ -390,6 +409,13 @@ def validate(config: Config) -> None:
     problems += [
         f"{name} must be positive, got {value}" for name, value in positive.items() if value <= 0
     ]
+    if config.seed < 0:
+        problems.append(f"seed must be 0 or more, got {config.seed}")
+    problems += [
+        f"{name} must be a finite number, got {value}"
+        for name, value in _float_fields(config)
+        if not math.isfinite(value)
+    ]
     needed = max(wm.sequence_length, agent.context_length)
     if train.warmup_steps < needed:
         problems.append(f"train.warmup_steps must be at least {needed} (one replay window)")
@@ -414,3 +440,17 @@ def validate(config: Config) -> None:
         problems.append(f"precision must be auto, bf16 or fp32, got {config.precision!r}")
     if problems:
         raise StormError("invalid config: " + "; ".join(problems))
+
+
+def _float_fields(config: Config) -> list[tuple[str, float]]:
+    """(dotted name, value) of every float field: nan and inf pass every `> 0` check."""
+    found = []
+    for section in dataclasses.fields(config):
+        value = getattr(config, section.name)
+        if dataclasses.is_dataclass(value):
+            found += [
+                (f"{section.name}.{field.name}", getattr(value, field.name))
+                for field in dataclasses.fields(value)
+                if isinstance(getattr(value, field.name), float)
+            ]
+    return found
