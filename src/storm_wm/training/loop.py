@@ -19,6 +19,7 @@ from storm_wm.config import Config
 from storm_wm.errors import StormError
 from storm_wm.replay import ReplayBuffer
 from storm_wm.training.logger import Logger, MetricAccumulator
+from storm_wm.training.progress import PhaseClock
 from storm_wm.training.trainer import Trainer
 
 
@@ -88,10 +89,13 @@ def train_loop(
         policy.reset(0)
     process = psutil.Process()
     started, started_step = time.perf_counter(), state.step
+    # tqdm's own time left extrapolates the warm-up's speed: PhaseClock times each phase.
     progress = tqdm(
         total=schedule.steps, initial=state.step, unit="step", dynamic_ncols=True,
         disable=not show_progress, desc=config.env.game,
+        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}, {rate_fmt}{postfix}]",
     )  # fmt: skip
+    clock, postfix = PhaseClock(), {}
     while state.step < schedule.steps:
         frame = state.frame
         warming_up = len(replay) < schedule.warmup_steps
@@ -107,7 +111,7 @@ def train_loop(
                 {"env/episode_return": state.episode_return,
                  "env/episode_length": state.episode_length},
             )  # fmt: skip
-            progress.set_postfix(episode_return=f"{state.episode_return:g}", refresh=False)
+            postfix["episode_return"] = f"{state.episode_return:g}"
             state.episode += 1
             policy.reset(0)
             state.frame, _ = env.reset()
@@ -147,6 +151,13 @@ def train_loop(
             )
         if due or state.stopped_by:
             save(state)
+        if show_progress:
+            clock.tick(warming_up)
+            steps_left = schedule.steps - state.step
+            warmup_left = min(max(0, schedule.warmup_steps - len(replay)), steps_left)
+            left = clock.describe(warmup_left, steps_left - warmup_left)
+            shown = [left, *(f"{name}={value}" for name, value in postfix.items())]
+            progress.set_postfix_str(", ".join(shown), refresh=False)
         progress.update(1)
         if state.stopped_by:
             break
