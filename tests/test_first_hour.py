@@ -94,6 +94,7 @@ def test_version_and_the_config_listing() -> None:
     assert rows["world_model.channels"]["value"] == [8, 16, 16, 16]
     # The docstring under the field in config.py, word for word.
     assert rows["train.checkpoint_keep"]["doc"].startswith("Newest checkpoints kept")
+    assert [name for name, row in rows.items() if not row["doc"]] == []  # each has a meaning
     text = storm_wm("config").stdout
     assert "--agent.gamma 0.985  (float)" in text
     help_text = " ".join(storm_wm("train", "--help").stdout.split())

@@ -66,11 +66,17 @@ class WorldModelConfig:
     free_bits: float = 1.0
     """KL terms are clipped from below at this many nats (on the batch mean)."""
     dynamics_scale: float = 0.5
+    """Weight of the dynamics KL, KL(stop_grad(posterior) || prior), in the world-model loss."""
     representation_scale: float = 0.1
+    """Weight of the representation KL, KL(posterior || stop_grad(prior))."""
     learning_rate: float = 1e-4
+    """Adam learning rate of the world model."""
     grad_clip: float = 1000.0
+    """Gradient-norm clip of the world-model update."""
     batch_size: int = 16
+    """Replay sequences per world-model update."""
     sequence_length: int = 64
+    """Steps per replay sequence of a world-model update."""
 
     @property
     def latent_size(self) -> int:
@@ -84,23 +90,31 @@ class AgentConfig:
     bins: int = 255
     """Symlog two-hot bins of the critic."""
     gamma: float = 0.985
+    """Discount of the imagined returns."""
     lambda_: float = 0.95
     """TD(lambda) mixing of the imagined returns."""
     lambda_variant: str = "paper"
     """`paper`: bootstrap from V(s_{t+1}); `released`: the authors' code, V(s_t)."""
     entropy_scale: float = 3e-4
+    """Weight of the policy's entropy bonus."""
     slow_critic_decay: float = 0.98
     """slow = decay * slow + (1 - decay) * critic after every agent update."""
     return_norm_decay: float = 0.99
+    """EMA decay of the return percentiles that scale the advantages."""
     return_norm_low: float = 5.0
+    """Lower percentile of the batch's returns (S = EMA(P_high) - EMA(P_low))."""
     return_norm_high: float = 95.0
+    """Upper percentile of the batch's returns."""
     return_norm_percentile: str = "interpolate"
     """How the batch percentiles of the returns are read: `interpolate` (linear interpolation
     between order statistics, torch.quantile) or `kthvalue` (the authors' code: the k-th
     smallest value, no interpolation)."""
     learning_rate: float = 3e-5
+    """Adam learning rate of the actor and the critic."""
     adam_eps: float = 1e-5
+    """Adam epsilon of the actor-critic optimizer."""
     grad_clip: float = 100.0
+    """Gradient-norm clip of the actor-critic update."""
     imagination_batch: int = 1024
     """Replay windows imagined from per agent update."""
     context_length: int = 8
@@ -118,12 +132,16 @@ class TrainConfig:
     train_every: int = 1
     """Environment steps between updates (one world-model and one agent update each)."""
     replay_capacity: int = 100_000
+    """Replay buffer size in steps (the oldest are overwritten)."""
     act_context: int = 16
     """(frame, action) pairs of the current episode the policy conditions on."""
     act_on_posterior: bool = False
     """Act on the posterior of the frame just seen instead of the model's prior (off: authors')."""
     eval_episodes: int = 20
+    """Episodes `storm-wm eval` plays by default."""
     checkpoint_every: int = 2_500
+    """Environment steps between checkpoints (may change on resume, as every bookkeeping
+    field: see persistence/compatibility.py)."""
     log_every: int = 250
     """Environment steps between logged training-metric averages."""
     diagnostics_every: int = 2_500
@@ -165,11 +183,13 @@ class Config:
     agent: AgentConfig = field(default_factory=AgentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 1
+    """Seed of every random generator and of the environment's first reset (0 or more)."""
     device: str = "auto"
     """`auto` picks cuda, then mps, then cpu."""
     precision: str = "auto"
     """`auto`: bf16 autocast where the device runs it fast (CUDA; CPUs with AMX), else fp32."""
     preset: str = "atari100k"
+    """The preset(s) the config was built from, `+`-stacked (a record; set with --preset)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
