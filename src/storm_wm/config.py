@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from storm_wm.errors import StormError
+from storm_wm.hints import command
 
 
 @dataclass(frozen=True)
@@ -309,7 +310,7 @@ def unknown_field(dotted: str) -> StormError:
     close = difflib.get_close_matches(dotted, field_names(), n=3, cutoff=0.75)
     hint = f"; did you mean {' or '.join(close)}?" if close else ""
     return StormError(
-        f"unknown config field {dotted!r}{hint} (`storm-wm config` lists every field)"
+        f"unknown config field {dotted!r}{hint} (`{command('config')}` lists every field)"
     )
 
 

@@ -80,7 +80,10 @@ def announce_workload(config: Config, device: torch.device, env: gymnasium.Env) 
     if device.type != "cpu":
         return
     updates = max(0, config.train.steps - config.train.warmup_steps) // config.train.train_every
-    total = update_flops(config, int(env.action_space.n)) * updates
+    try:
+        total = update_flops(config, int(env.action_space.n)) * updates
+    except (RuntimeError, ValueError):  # an estimate must never be what stops a run
+        return
     if total / GENEROUS_FLOPS < QUICK_SECONDS:
         return
     speed = matmul_flops_per_second() * EFFICIENCY

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from storm_wm.acting import Policy
 from storm_wm.config import Config
 from storm_wm.errors import StormError
+from storm_wm.hints import command
 from storm_wm.replay import ReplayBuffer
 from storm_wm.training.logger import Logger, MetricAccumulator
 from storm_wm.training.progress import PhaseClock
@@ -147,7 +148,7 @@ def train_loop(
             raise StormError(
                 f"{failure}; the checkpoint of step {state.step} holds the last finite weights. "
                 "Check the game's rewards and the learning rates, then start a new run (or "
-                "evaluate this one with `storm-wm eval`)"
+                f"evaluate this one with `{command('eval RUN_DIR')}`)"
             )
         if due or state.stopped_by:
             save(state)
