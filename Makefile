@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# --resume without a directory: continue this run if it exists (a second `make train`), else start it.
 train: $(STAMP)
-	$(BIN)/storm-wm train --game $(GAME) --seed $(SEED) --preset $(PRESET)
+	$(BIN)/storm-wm train --game $(GAME) --seed $(SEED) --preset $(PRESET) --resume
 
 test: $(STAMP)
 	$(BIN)/pytest

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
+from storm_wm import __version__
 from storm_wm.errors import StormError
 
-COMMANDS = ("train", "eval", "info", "bench", "report", "dream", "play", "sweep")
+COMMANDS = ("train", "eval", "info", "config", "bench", "report", "dream", "play", "sweep")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="STORM, a stochastic-transformer world-model agent: train, evaluate, "
         "inspect and compare runs.",
     )
+    parser.add_argument("--version", action="version", version=f"storm-wm {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         try:
@@ -47,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"storm-wm {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`storm-wm config | head`): not our error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

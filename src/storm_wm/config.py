@@ -8,7 +8,9 @@ read back by `eval`, `dream` and `--resume`.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from storm_wm.errors import StormError
+from storm_wm.hints import command
 
 
 @dataclass(frozen=True)
@@ -64,11 +67,17 @@ class WorldModelConfig:
     free_bits: float = 1.0
     """KL terms are clipped from below at this many nats (on the batch mean)."""
     dynamics_scale: float = 0.5
+    """Weight of the dynamics KL, KL(stop_grad(posterior) || prior), in the world-model loss."""
     representation_scale: float = 0.1
+    """Weight of the representation KL, KL(posterior || stop_grad(prior))."""
     learning_rate: float = 1e-4
+    """Adam learning rate of the world model."""
     grad_clip: float = 1000.0
+    """Gradient-norm clip of the world-model update."""
     batch_size: int = 16
+    """Replay sequences per world-model update."""
     sequence_length: int = 64
+    """Steps per replay sequence of a world-model update."""
 
     @property
     def latent_size(self) -> int:
@@ -82,23 +91,31 @@ class AgentConfig:
     bins: int = 255
     """Symlog two-hot bins of the critic."""
     gamma: float = 0.985
+    """Discount of the imagined returns."""
     lambda_: float = 0.95
     """TD(lambda) mixing of the imagined returns."""
     lambda_variant: str = "paper"
     """`paper`: bootstrap from V(s_{t+1}); `released`: the authors' code, V(s_t)."""
     entropy_scale: float = 3e-4
+    """Weight of the policy's entropy bonus."""
     slow_critic_decay: float = 0.98
     """slow = decay * slow + (1 - decay) * critic after every agent update."""
     return_norm_decay: float = 0.99
+    """EMA decay of the return percentiles that scale the advantages."""
     return_norm_low: float = 5.0
+    """Lower percentile of the batch's returns (S = EMA(P_high) - EMA(P_low))."""
     return_norm_high: float = 95.0
+    """Upper percentile of the batch's returns."""
     return_norm_percentile: str = "interpolate"
     """How the batch percentiles of the returns are read: `interpolate` (linear interpolation
     between order statistics, torch.quantile) or `kthvalue` (the authors' code: the k-th
     smallest value, no interpolation)."""
     learning_rate: float = 3e-5
+    """Adam learning rate of the actor and the critic."""
     adam_eps: float = 1e-5
+    """Adam epsilon of the actor-critic optimizer."""
     grad_clip: float = 100.0
+    """Gradient-norm clip of the actor-critic update."""
     imagination_batch: int = 1024
     """Replay windows imagined from per agent update."""
     context_length: int = 8
@@ -116,12 +133,16 @@ class TrainConfig:
     train_every: int = 1
     """Environment steps between updates (one world-model and one agent update each)."""
     replay_capacity: int = 100_000
+    """Replay buffer size in steps (the oldest are overwritten)."""
     act_context: int = 16
     """(frame, action) pairs of the current episode the policy conditions on."""
     act_on_posterior: bool = False
     """Act on the posterior of the frame just seen instead of the model's prior (off: authors')."""
     eval_episodes: int = 20
+    """Episodes `storm-wm eval` plays by default."""
     checkpoint_every: int = 2_500
+    """Environment steps between checkpoints (may change on resume, as every bookkeeping
+    field: see persistence/compatibility.py)."""
     log_every: int = 250
     """Environment steps between logged training-metric averages."""
     diagnostics_every: int = 2_500
@@ -163,11 +184,13 @@ class Config:
     agent: AgentConfig = field(default_factory=AgentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 1
+    """Seed of every random generator and of the environment's first reset (0 or more)."""
     device: str = "auto"
     """`auto` picks cuda, then mps, then cpu."""
     precision: str = "auto"
     """`auto`: bf16 autocast where the device runs it fast (CUDA; CPUs with AMX), else fp32."""
     preset: str = "atari100k"
+    """The preset(s) the config was built from, `+`-stacked (a record; set with --preset)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -255,16 +278,13 @@ def from_dict(data: dict[str, Any]) -> Config:
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         if key not in sections:
-            raise StormError(f"unknown config field {key!r}; valid: {', '.join(sections)}")
+            raise unknown_field(key)
         kind = sections[key]
         if dataclasses.is_dataclass(kind):
             names = {f.name for f in dataclasses.fields(kind)}
             unknown = set(value) - names
             if unknown:
-                raise StormError(
-                    f"unknown config field {key}.{sorted(unknown)[0]}; "
-                    f"valid: {', '.join(f'{key}.{n}' for n in sorted(names))}"
-                )
+                raise unknown_field(f"{key}.{sorted(unknown)[0]}")
             hints = typing.get_type_hints(kind)
             kwargs[key] = kind(**{k: _coerce(v, hints[k], f"{key}.{k}") for k, v in value.items()})
         else:
@@ -272,6 +292,26 @@ def from_dict(data: dict[str, Any]) -> Config:
     config = Config(**kwargs)
     validate(config)
     return config
+
+
+def field_names() -> list[str]:
+    """Every config field as it is named on the command line: `agent.gamma`, `seed`, ..."""
+    names = []
+    for name, kind in _section_types().items():
+        if dataclasses.is_dataclass(kind):
+            names += [f"{name}.{field.name}" for field in dataclasses.fields(kind)]
+        else:
+            names.append(name)
+    return names
+
+
+def unknown_field(dotted: str) -> StormError:
+    """The error for a field that does not exist, with the closest names if some are close."""
+    close = difflib.get_close_matches(dotted, field_names(), n=3, cutoff=0.75)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    return StormError(
+        f"unknown config field {dotted!r}{hint} (`{command('config')}` lists every field)"
+    )
 
 
 def _coerce(value: Any, kind: Any, name: str) -> Any:
@@ -317,12 +357,12 @@ def build_config(preset: str = "atari100k", overrides: dict[str, Any] | None = N
         target = data
         if key:
             if section not in data or not isinstance(data[section], dict):
-                raise StormError(f"unknown config field {dotted!r}; see `storm-wm train --help`")
+                raise unknown_field(dotted)
             target = data[section]
         else:
             key = section
-        if key not in target:
-            raise StormError(f"unknown config field {dotted!r}; see `storm-wm train --help`")
+        if key not in target or isinstance(target[key], dict):
+            raise unknown_field(dotted)
         target[key] = value
     return from_dict(data)
 
@@ -390,6 +430,13 @@ def validate(config: Config) -> None:
     problems += [
         f"{name} must be positive, got {value}" for name, value in positive.items() if value <= 0
     ]
+    if config.seed < 0:
+        problems.append(f"seed must be 0 or more, got {config.seed}")
+    problems += [
+        f"{name} must be a finite number, got {value}"
+        for name, value in _float_fields(config)
+        if not math.isfinite(value)
+    ]
     needed = max(wm.sequence_length, agent.context_length)
     if train.warmup_steps < needed:
         problems.append(f"train.warmup_steps must be at least {needed} (one replay window)")
@@ -414,3 +461,17 @@ def validate(config: Config) -> None:
         problems.append(f"precision must be auto, bf16 or fp32, got {config.precision!r}")
     if problems:
         raise StormError("invalid config: " + "; ".join(problems))
+
+
+def _float_fields(config: Config) -> list[tuple[str, float]]:
+    """(dotted name, value) of every float field: nan and inf pass every `> 0` check."""
+    found = []
+    for section in dataclasses.fields(config):
+        value = getattr(config, section.name)
+        if dataclasses.is_dataclass(value):
+            found += [
+                (f"{section.name}.{field.name}", getattr(value, field.name))
+                for field in dataclasses.fields(value)
+                if isinstance(getattr(value, field.name), float)
+            ]
+    return found

@@ -24,7 +24,7 @@ from storm_wm.diagnostics import HORIZONS, WindowReservoir, open_loop_errors
 from storm_wm.envs import make_env, resolve_game
 from storm_wm.errors import StormError
 from storm_wm.persistence.atomic import write_text_atomically
-from storm_wm.persistence.checkpoint import find_checkpoint, load_checkpoint
+from storm_wm.persistence.checkpoint import load_intact_checkpoint
 from storm_wm.training.trainer import Models, build_models
 
 
@@ -33,8 +33,7 @@ def load_models(
 ) -> tuple[Config, Models, dict]:
     """The run's config and its models restored from a checkpoint, checked against each other."""
     config = Config.load(run_dir / "config.json")
-    path = find_checkpoint(run_dir, step)
-    state = load_checkpoint(path)
+    path, state = load_intact_checkpoint(run_dir, step)  # past damaged ones, with a warning
     spec = resolve_game(config.env.game)
     if state.get("game") != spec.name:
         raise StormError(

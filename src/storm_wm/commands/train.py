@@ -8,6 +8,10 @@ from pathlib import Path
 
 from storm_wm.config import PRESETS, Config, build_config, parse_overrides
 from storm_wm.errors import StormError
+from storm_wm.hints import command
+
+OWN_RUN = Path("<the run of this command line>")
+"""`--resume` given without a directory."""
 
 
 class _Given(argparse.Action):
@@ -25,8 +29,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="train an agent",
         description="Train STORM on one game. Any config field can be overridden with a dotted "
         "option, e.g. --agent.gamma 0.99 or --world_model.batch_size=8 "
-        "(see the run's config.json). SIGINT or SIGTERM stops after the current step with a "
-        "checkpoint; --resume RUN_DIR continues from the newest good checkpoint.",
+        "(`storm-wm config` lists every field with its default and meaning). SIGINT or "
+        "SIGTERM stops after the current step with a checkpoint; --resume RUN_DIR continues "
+        "from the newest good checkpoint.",
         allow_abbrev=False,
     )
     parser.add_argument(
@@ -44,9 +49,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--run-dir", type=Path, default=None, help="default: runs/<game>_<preset>_seed<seed>"
     )
     parser.add_argument(
-        "--resume", type=Path, default=None, metavar="RUN_DIR",
+        "--resume", type=Path, default=None, nargs="?", const=OWN_RUN, metavar="RUN_DIR",
         help="continue this run from its newest good checkpoint; options given must match its "
-        "config, except --steps (a new step budget)",
+        "config, except --steps and bookkeeping (device, precision, checkpoint and log "
+        "intervals, ...). Without RUN_DIR: continue the run this command line names "
+        "(--run-dir or the default directory) if it exists, else start it",
     )  # fmt: skip
     parser.add_argument(
         "--deterministic", action="store_true",
@@ -95,6 +102,12 @@ def run(args: argparse.Namespace) -> int:
     from storm_wm.persistence.resume import load_run_config
     from storm_wm.run.compose import default_run_dir, train
 
+    if args.resume is OWN_RUN:
+        args.resume = None
+        run_dir = args.run_dir or default_run_dir(config_from_args(args))
+        if (Path(run_dir) / "config.json").is_file():
+            print(f"storm-wm: {run_dir} holds this run already: continuing it")
+            args.resume, args.run_dir = Path(run_dir), None
     if args.resume is not None:
         if args.run_dir is not None and args.run_dir != args.resume:
             raise StormError("give the run directory once: --resume RUN_DIR (without --run-dir)")
@@ -109,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     if state.stopped_by:
         print(
             f"storm-wm: stopped by {state.stopped_by} at step {state.step} with a checkpoint; "
-            f"continue with `storm-wm train --resume {run_dir}`"
+            f"continue with `{command(f'train --resume {run_dir}')}`"
         )
         return 128 + int(signal.Signals[state.stopped_by])
     print(

@@ -21,12 +21,15 @@ import io
 import json
 import pickle
 import re
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from storm_wm.errors import StormError
+from storm_wm.hints import command
 from storm_wm.persistence.atomic import write_atomically
 
 FORMAT_VERSION = 2
@@ -38,6 +41,13 @@ CHECKPOINT_DIRECTORY = "checkpoints"
 
 class CorruptCheckpointError(StormError):
     """The file is damaged (truncated, flipped bytes, not a checkpoint): an older one may do."""
+
+
+class UnsafeCheckpointError(CorruptCheckpointError):
+    """The payload holds objects whose unpickling could run code: refused, an older one may do."""
+
+
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -100,7 +110,7 @@ def write_failure_message(run_dir: Path, what: str, error: OSError) -> str:
     )
     return (
         f"cannot write {what}: {reason}; {kept}. Free disk space (or make {run_dir} writable), "
-        f"then continue with `storm-wm train --resume {run_dir}`"
+        f"then continue with `{command(f'train --resume {run_dir}')}`"
     )
 
 
@@ -164,10 +174,12 @@ def load_checkpoint(path: Path, *, check_run_config: bool = True) -> dict[str, A
     try:
         state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        reason = str(error).splitlines()[0][:160]
-        raise StormError(
-            f"refusing to load {path}: it holds objects other than tensors and plain data, and "
-            f"unpickling them could run code ({reason})"
+        found = _GLOBAL.search(str(error))
+        what = f" ({found.group(1)})" if found else ""
+        raise UnsafeCheckpointError(
+            f"refusing to load {path}: it holds Python objects{what} besides tensors and plain "
+            "data, and unpickling them could run code; storm-wm never writes such objects, so "
+            "the file was altered or made by other software: do not load it"
         ) from None
     except Exception as error:  # a checksum-valid file that torch cannot parse
         reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
@@ -208,7 +220,9 @@ def find_checkpoint(run_dir: Path, step: int | None = None) -> Path:
     """The checkpoint of `step`, or the newest one; a clear error when there is none."""
     checkpoints = list_checkpoints(run_dir)
     if not checkpoints:
-        raise StormError(f"{run_dir} has no checkpoint yet; train it first (storm-wm train ...)")
+        raise StormError(
+            f"{run_dir} has no checkpoint yet; train it first (`{command('train ...')}`)"
+        )
     if step is None:
         return checkpoints[-1][1]
     for found_step, path in checkpoints:
@@ -216,6 +230,38 @@ def find_checkpoint(run_dir: Path, step: int | None = None) -> Path:
             return path
     steps = ", ".join(str(s) for s, _ in checkpoints)
     raise StormError(f"{run_dir} has no checkpoint at step {step}; available: {steps}")
+
+
+def load_intact_checkpoint(
+    run_dir: Path,
+    step: int | None = None,
+    warn: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+) -> tuple[Path, dict[str, Any]]:
+    """(path, state) of the checkpoint of `step`, or else of the newest one that verifies.
+
+    Without `step`, a damaged or unsafe newest checkpoint is passed over with a warning naming it
+    and the one before it is used: eval, dream and play always get intact weights when any exist.
+    """
+    if step is not None:
+        path = find_checkpoint(run_dir, step)
+        return path, load_checkpoint(path)
+    checkpoints = list_checkpoints(run_dir)
+    if not checkpoints:
+        find_checkpoint(run_dir)  # raises the "no checkpoint yet" error
+    skipped: list[str] = []
+    for found_step, path in reversed(checkpoints):
+        try:
+            state = load_checkpoint(path)
+        except CorruptCheckpointError as error:
+            skipped.append(str(error))
+            continue
+        for reason in skipped:
+            warn(f"storm-wm: warning: {reason}; using the checkpoint of step {found_step}")
+        return path, state
+    raise StormError(
+        f"no intact checkpoint in {checkpoint_dir(run_dir)} ({len(skipped)} damaged; newest: "
+        f"{skipped[0]})"
+    )
 
 
 def prune_checkpoints(run_dir: Path, keep: int) -> list[tuple[int, Path]]:

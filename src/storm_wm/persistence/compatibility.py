@@ -24,8 +24,17 @@ ARCHITECTURE_FIELDS: tuple[str, ...] = (
 )  # fmt: skip
 """Fields that shape the weights (or what they mean): they must match to evaluate a checkpoint."""
 
-RESUMABLE_FIELDS: tuple[str, ...] = ("train.steps",)
-"""Fields a resumed run may change: only the step budget."""
+RESUMABLE_FIELDS: tuple[str, ...] = (
+    "train.steps",
+    "device", "precision", "train.replay_on_device", "train.compile", "train.async_checkpoints",
+    "train.checkpoint_every", "train.checkpoint_keep", "train.log_every",
+    "train.diagnostics_every", "train.video_every",
+)  # fmt: skip
+"""Fields a resumed run may change: the step budget, and bookkeeping that leaves the experiment
+as it is: where and how fast it computes (device, precision, replay placement, compilation) and
+how often it saves and logs (after a disk-full stop, `--train.checkpoint_keep 3` is the fix).
+With another device or precision the run continues the same experiment, but no longer bit for
+bit as one left alone."""
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

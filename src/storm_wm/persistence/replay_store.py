@@ -27,6 +27,10 @@ _NAME = re.compile(r"^chunk_(\d+)_(\d+)\.npz$")
 _FIELDS = ("frames", "actions", "rewards", "terminations")
 
 
+class ReplayChunkError(CorruptCheckpointError):
+    """A replay chunk a checkpoint lists is missing or damaged (the checkpoint may be fine)."""
+
+
 def chunk_name(first: int, stop: int) -> str:
     return f"chunk_{first:09d}_{stop:09d}.npz"
 
@@ -93,20 +97,51 @@ class ReplayStore:
             raise
         self.chunks = [dict(record) for record in manifest]
 
+    def restore_newest(
+        self, replay: ReplayBuffer, manifest: list[dict[str, Any]], total: int
+    ) -> str | None:
+        """Like `restore`, but a missing or damaged chunk is not fatal: refills `replay` with the
+        steps of the intact chunks after the newest bad one (possibly none) and returns the
+        problem (None when every chunk was intact, and the buffer is then the full one).
+        """
+        oldest = max(0, total - self.capacity)
+        loaded: list[tuple[dict[str, Any], dict[str, np.ndarray]]] = []
+        problem, start = None, total
+        for record in sorted(manifest, key=lambda chunk: chunk["first"], reverse=True):
+            if start <= oldest:
+                break
+            if record["stop"] != start:
+                problem = f"replay chunks leave a gap before step {start} in {self.directory}"
+                break
+            try:
+                loaded.append((record, self._read(record)))
+            except CorruptCheckpointError as error:
+                problem = str(error)
+                break
+            start = record["first"]
+        if problem is None and start > oldest:
+            problem = f"replay chunks in {self.directory} start at step {start}, not {oldest}"
+        replay.clear()
+        replay.total_added = max(start, oldest)
+        for record, arrays in reversed(loaded):
+            skip = replay.total_added - record["first"]
+            replay.extend(*(arrays[field][skip:] for field in _FIELDS))
+        self.chunks = [dict(record) for record, _ in reversed(loaded)]
+        return problem
+
     def _read(self, record: dict[str, Any]) -> dict[str, np.ndarray]:
         path = self.directory / record["name"]
         try:
             data = path.read_bytes()
         except OSError as error:
-            raise CorruptCheckpointError(
-                f"replay chunk {path} cannot be read ({error.strerror})"
-            ) from None
+            reason = error.strerror or str(error)
+            raise ReplayChunkError(f"replay chunk {path} cannot be read ({reason})") from None
         if hashlib.sha256(data).hexdigest() != record["sha256"]:
-            raise CorruptCheckpointError(f"replay chunk {path} is corrupt (checksum mismatch)")
+            raise ReplayChunkError(f"replay chunk {path} is corrupt (checksum mismatch)")
         with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
             loaded = {field: arrays[field] for field in _FIELDS}
         if any(len(array) != record["stop"] - record["first"] for array in loaded.values()):
-            raise CorruptCheckpointError(f"replay chunk {path} has the wrong number of steps")
+            raise ReplayChunkError(f"replay chunk {path} has the wrong number of steps")
         return loaded
 
     def discard_after(self, total: int) -> None:

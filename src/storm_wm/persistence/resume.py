@@ -1,9 +1,12 @@
 """Continuing a run: which config it may continue with, and which checkpoint to continue from.
 
-A resumed run must be the same experiment: any config difference but the step budget is
-refused by name. It continues from the newest checkpoint that verifies (its own checksum and
-those of its replay chunks); a damaged one is renamed `*.corrupt` (kept, never deleted) with a
-one-line warning, and the one before it is used.
+A resumed run must be the same experiment: any config difference but the step budget and
+bookkeeping (`compatibility.RESUMABLE_FIELDS`: device, checkpoint and log intervals, ...) is
+refused by name. It continues from the newest checkpoint that verifies (its own checksum, and
+its payload holds nothing but tensors and plain data); a damaged or unsafe one is renamed
+`*.corrupt` (kept, never deleted) with a one-line warning, and the one before it is used. A
+missing or damaged replay chunk never condemns a checkpoint: the run continues with the replay
+steps that remain, and one line says how many were lost.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from storm_wm.config import Config, from_dict
+from storm_wm.config import Config, from_dict, unknown_field
 from storm_wm.errors import StormError
+from storm_wm.hints import command
 from storm_wm.persistence.atomic import remove_temporary_files
 from storm_wm.persistence.checkpoint import (
     CorruptCheckpointError,
@@ -37,7 +41,7 @@ def load_run_config(run_dir: Path) -> Config:
     if not (Path(run_dir) / "config.json").is_file():
         raise StormError(
             f"{run_dir} holds no storm-wm run (no config.json) to resume; start one with "
-            f"`storm-wm train --run-dir {run_dir}`"
+            f"`{command(f'train --run-dir {run_dir}')}`"
         )
     return Config.load(Path(run_dir) / "config.json")
 
@@ -49,7 +53,7 @@ def apply_overrides(config: Config, overrides: dict[str, Any]) -> Config:
         section, _, key = dotted.partition(".")
         target = data.get(section) if key else data
         if not isinstance(target, dict) or (key or section) not in target:
-            raise StormError(f"unknown config field {dotted!r}; see `storm-wm train --help`")
+            raise unknown_field(dotted)
         target[key or section] = value
     return from_dict(data)
 
@@ -60,8 +64,9 @@ def check_resume_config(saved: Config, requested: Config, run_dir: Path) -> None
     if differences:
         raise StormError(
             f"cannot resume {run_dir} with a different config (run vs now): "
-            f"{'; '.join(differences)}. Only the step budget (--steps) may change: drop those "
-            "options, or start a new run with another --run-dir"
+            f"{'; '.join(differences)}. Only the step budget (--steps) and bookkeeping "
+            f"({', '.join(name for name in RESUMABLE_FIELDS if name != 'train.steps')}) may "
+            "change: drop those options, or start a new run with another --run-dir"
         )
 
 
@@ -91,16 +96,32 @@ def select_checkpoint(
     for step, path in reversed(candidates):
         try:
             checkpoint = load_checkpoint(path, check_run_config=False)
-            check_checkpoint_matches(checkpoint, config, path, num_actions=num_actions, only=None)
-            replay_state = checkpoint["replay"]
-            replay_store.restore(replay, replay_state["chunks"], replay_state["total"])
-        except CorruptCheckpointError as error:
+        except CorruptCheckpointError as error:  # its own bytes are bad (or unsafe): set aside
             damaged.append(str(error))
             with contextlib.suppress(OSError):
                 path.rename(path.with_name(path.name + ".corrupt"))
             continue
+        check_checkpoint_matches(checkpoint, config, path, num_actions=num_actions, only=None)
         for reason in damaged:
             warn(f"storm-wm: warning: {reason}; renamed it *.corrupt and resumed from step {step}")
+        replay_state = checkpoint["replay"]
+        total = int(replay_state["total"])
+        problem = replay_store.restore_newest(replay, replay_state["chunks"], total)
+        if problem is not None:
+            # The weights are intact: never condemn them for the replay's sake (issue: eval and
+            # dream would find no checkpoint). Continue with the replay that remains.
+            expected = min(total, replay_store.capacity)
+            refill = (
+                f"; below train.warmup_steps ({config.train.warmup_steps}), so the agent acts "
+                "randomly and waits for updates until the buffer refills"
+                if len(replay) < config.train.warmup_steps
+                else ""
+            )
+            warn(
+                f"storm-wm: warning: {problem}; the checkpoint of step {step} is intact and "
+                f"resumes with the {len(replay)} replay steps that remain ({expected - len(replay)}"
+                f" of {expected} lost{refill}); the run no longer matches one left alone exactly"
+            )
         return checkpoint
     raise StormError(
         f"no usable checkpoint in {checkpoint_dir(run_dir)} ({len(damaged)} damaged, renamed "

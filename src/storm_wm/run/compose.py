@@ -12,9 +12,10 @@ import torch
 
 from storm_wm.acting import Policy
 from storm_wm.config import Config
-from storm_wm.device import replay_device, resolve_device, resolve_precision
+from storm_wm.device import cpu_has_fast_bf16, replay_device, resolve_device, resolve_precision
 from storm_wm.envs import make_env, resolve_game
 from storm_wm.errors import StormError
+from storm_wm.hints import command
 from storm_wm.persistence.atomic import write_text_atomically
 from storm_wm.persistence.checkpoint import (
     prune_checkpoints,
@@ -22,10 +23,12 @@ from storm_wm.persistence.checkpoint import (
     save_checkpoint,
     write_failure_message,
 )
+from storm_wm.persistence.lock import directory_lock
 from storm_wm.persistence.replay_store import ReplayStore
 from storm_wm.persistence.resume import check_resume_config, load_run_config, select_checkpoint
 from storm_wm.persistence.snapshot import Components, capture, restore
 from storm_wm.replay import ReplayBuffer
+from storm_wm.run.estimate import announce_workload
 from storm_wm.run.signals import StopSignals
 from storm_wm.training.determinism import deterministic_algorithms
 from storm_wm.training.logger import Logger, MetricAccumulator
@@ -46,17 +49,32 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def prepare_run_dir(run_dir: Path) -> None:
+RUN_LOCK = ".run.lock"
+
+
+def refuse_existing_run(run_dir: Path) -> None:
     """Refuses to reuse a run directory: it would mix two runs' metrics and checkpoints."""
     if (run_dir / "config.json").exists():
         raise StormError(
             f"{run_dir} already holds a run (left untouched); continue it with "
-            f"`storm-wm train --resume {run_dir}` or choose another --run-dir"
+            f"`{command(f'train --resume {run_dir}')}` or choose another --run-dir"
         )
+
+
+def create_run_dir(run_dir: Path) -> None:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise StormError(f"cannot create run directory {run_dir}: {error.strerror}") from None
+
+
+def run_lock(run_dir: Path):
+    """Held while a process trains the run: a second `train` on it is refused, naming the first."""
+    refusal = (
+        f"{run_dir} is being trained by another storm-wm process ({{holder}}); wait for it to "
+        "end or stop it (Ctrl-C or kill PID: it saves a checkpoint first), then resume"
+    )
+    return directory_lock(run_dir, RUN_LOCK, refusal)
 
 
 def write_config(config: Config, run_dir: Path) -> None:
@@ -107,23 +125,42 @@ def train(
 
     `state.stopped_by` of the result names the signal if SIGINT or SIGTERM ended it early.
     """
+    # Everything that can be refused is checked before the run directory is created or
+    # changed: a refused command leaves nothing behind that would block it once corrected.
     check_training_settings(config)
     spec = resolve_game(config.env.game)
+    device = resolve_device(config.device)
+    warn_about_precision(config, device)
     run_dir = Path(run_dir)
     if resume:
         check_resume_config(load_run_config(run_dir), config, run_dir)
     else:
-        prepare_run_dir(run_dir)
-        write_config(config, run_dir)
+        refuse_existing_run(run_dir)
     env = make_env(
         spec, protocol=config.env.protocol, seed=config.seed, image_size=config.env.image_size,
         max_episode_frames=config.env.max_episode_frames, life_loss=config.env.life_loss,
     )  # fmt: skip
     try:
-        with deterministic_algorithms(config.train.deterministic):
-            return _train(config, run_dir, spec.name, env, show_progress, resume)
+        if not resume:
+            create_run_dir(run_dir)
+        with run_lock(run_dir):
+            if not resume:
+                refuse_existing_run(run_dir)  # again, now that no other process can start it
+                write_config(config, run_dir)
+            with deterministic_algorithms(config.train.deterministic):
+                return _train(config, run_dir, spec.name, env, show_progress, resume)
     finally:
         env.close()
+
+
+def warn_about_precision(config: Config, device: torch.device) -> None:
+    """bf16 on a CPU that emulates it runs far slower than fp32: say so (the user may insist)."""
+    if config.precision == "bf16" and device.type == "cpu" and not cpu_has_fast_bf16():
+        print(
+            "storm-wm: warning: this CPU emulates bf16 (no AMX or AVX512-BF16): its bf16 matrix "
+            "products run many times slower than fp32; --precision auto picks fp32 here",
+            file=sys.stderr,
+        )
 
 
 def build_components(config: Config, run_dir: Path, game: str, env) -> Components:
@@ -180,11 +217,16 @@ def _train(config, run_dir, game, env, show_progress, resume) -> LoopState:
             f"storm-wm: {verb} {game} ({config.preset}, seed {config.seed}) for "
             f"{config.train.steps} steps on {device} ({dtype}) -> {run_dir}"
         )
+        announce_workload(config, device, env)
     with Logger(run_dir, resume_step) as logger, StopSignals() as stop:
+
+        def save(loop_state: LoopState) -> None:
+            logger.flush()  # TensorBoard's events up to the checkpoint are on disk with it
+            save_training_checkpoint(run_dir, config, components, loop_state)
+
         return train_loop(
             config, env, replay, components.trainer, components.policy, logger, components.rng,
-            lambda loop_state: save_training_checkpoint(run_dir, config, components, loop_state),
-            state, show_progress, accumulator=components.accumulator, stop_requested=stop,
+            save, state, show_progress, accumulator=components.accumulator, stop_requested=stop,
             on_step=lambda step: log_world_model_diagnostics(
                 logger, components.models.world_model, replay, step, config
             ),

@@ -4,10 +4,16 @@ A preempted machine sends SIGTERM and waits a little before SIGKILL; Ctrl-C send
 first of either only sets `requested`: the loop finishes its step (never half an update), writes
 a checkpoint and returns. A second one gets the previous handler, so a user can still force
 an exit (Ctrl-C twice raises KeyboardInterrupt).
+
+The first signal is acknowledged at once on stderr: a paper-sized step can take a minute on a
+CPU, and silence would look like a hang. The handler writes with `os.write` on the descriptor,
+not `print`: a handler runs between two bytecodes of the main thread, possibly inside a
+`print` to the same buffered stream, which Python refuses to re-enter.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -16,12 +22,20 @@ from types import FrameType
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 
 
+ACKNOWLEDGEMENT = (
+    "\nstorm-wm: {name} received: stopping after the current step and saving a checkpoint "
+    "(press Ctrl-C again to stop at once, without saving)\n"
+)
+
+
 class StopSignals:
     """Context manager: while active, `requested` becomes the signal's name on the first one."""
 
-    def __init__(self) -> None:
+    def __init__(self, announce_to: int | None = 2) -> None:
+        """`announce_to`: the file descriptor the acknowledgement goes to (None: none)."""
         self.requested: str | None = None
         self.previous: dict[int, object] = {}
+        self.announce_to = announce_to
 
     def __enter__(self) -> StopSignals:
         # Handlers can only be installed from the main thread (not, e.g., in a worker thread).
@@ -34,6 +48,10 @@ class StopSignals:
     def _handle(self, number: int, frame: FrameType | None) -> None:
         if self.requested is None:
             self.requested = signal.Signals(number).name
+            if self.announce_to is not None:
+                message = ACKNOWLEDGEMENT.format(name=self.requested)
+                with contextlib.suppress(OSError):
+                    os.write(self.announce_to, message.encode())
             return
         signal.signal(number, self.previous.pop(number, signal.SIG_DFL))
         os.kill(os.getpid(), number)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from storm_wm.errors import StormError
+from storm_wm.persistence.lock import directory_lock
 
 STATE_FILE = "sweep.json"
 LOCK_FILE = ".sweep.lock"
@@ -105,32 +106,15 @@ class SweepState:
 def sweep_lock(sweep_dir: Path) -> Iterator[None]:
     """Hold the sweep directory: two sweeps driving the same runs would train each twice.
 
-    The lock is the kernel's (flock), so a killed sweep releases it without any cleanup.
+    The lock is the kernel's (flock, `persistence.lock`), so a killed sweep releases it.
     """
     try:
         sweep_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise StormError(f"cannot create sweep directory {sweep_dir}: {error.strerror}") from None
-    try:
-        import fcntl
-    except ImportError:  # no flock (Windows): run unguarded
+    refusal = (
+        f"another storm-wm sweep ({{holder}}) is running in {sweep_dir}; "
+        "wait for it to end or stop it first"
+    )
+    with directory_lock(sweep_dir, LOCK_FILE, refusal):
         yield
-        return
-    with (sweep_dir / LOCK_FILE).open("a+") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.seek(0)
-            holder = lock.read().strip() or "another process"
-            raise StormError(
-                f"another storm-wm sweep ({holder}) is running in {sweep_dir}; "
-                "wait for it to end or stop it first"
-            ) from None
-        lock.seek(0)
-        lock.truncate()
-        lock.write(f"pid {os.getpid()}\n")
-        lock.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)

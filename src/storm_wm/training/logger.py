@@ -7,14 +7,16 @@ from TensorBoard (`purge_step`), so that every step index appears once and none 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
 
 import torch
-from tensorboardX import SummaryWriter
 
+from storm_wm.errors import StormError
 from storm_wm.persistence.atomic import write_text_atomically
+from storm_wm.training.events import EventWriter
 
 
 class MetricAccumulator:
@@ -80,7 +82,7 @@ class Logger:
             truncate_metrics(self.path, resume_step)
             purge_step = resume_step + 1
         self.file = self.path.open("a", encoding="utf-8")
-        self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=purge_step)
+        self.writer = EventWriter(Path(run_dir) / "tensorboard", purge_step=purge_step)
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         record = {"step": int(step)}
@@ -88,11 +90,22 @@ class Logger:
             value = float(value)
             record[name] = value if math.isfinite(value) else str(value)
             self.writer.add_scalar(name, value, step)
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
+        try:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+        except OSError as error:
+            raise StormError(
+                f"cannot write {self.path}: {error.strerror or error}; free disk space, then "
+                "resume the run (nothing after its last checkpoint is lost)"
+            ) from None
+
+    def flush(self) -> None:
+        """Puts every record so far on disk, TensorBoard's too (called at each checkpoint)."""
+        self.writer.flush()
 
     def close(self) -> None:
-        self.file.close()
+        with contextlib.suppress(OSError):  # a full disk was reported when it was hit
+            self.file.close()
         self.writer.close()
 
     def __enter__(self) -> Logger:

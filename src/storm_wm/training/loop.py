@@ -17,8 +17,10 @@ from tqdm import tqdm
 from storm_wm.acting import Policy
 from storm_wm.config import Config
 from storm_wm.errors import StormError
+from storm_wm.hints import command
 from storm_wm.replay import ReplayBuffer
 from storm_wm.training.logger import Logger, MetricAccumulator
+from storm_wm.training.progress import PhaseClock
 from storm_wm.training.trainer import Trainer
 
 
@@ -91,10 +93,13 @@ def train_loop(
             policy.reset(0)
     process = psutil.Process()
     started, started_step = time.perf_counter(), state.step
+    # tqdm's own time left extrapolates the warm-up's speed: PhaseClock times each phase.
     progress = tqdm(
         total=schedule.steps, initial=state.step, unit="step", dynamic_ncols=True,
         disable=not show_progress, desc=config.env.game,
+        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}, {rate_fmt}{postfix}]",
     )  # fmt: skip
+    clock, postfix = PhaseClock(), {}
     while state.step < schedule.steps:
         frame = state.frame
         warming_up = len(replay) < schedule.warmup_steps
@@ -110,7 +115,7 @@ def train_loop(
                 {"env/episode_return": state.episode_return,
                  "env/episode_length": state.episode_length},
             )  # fmt: skip
-            progress.set_postfix(episode_return=f"{state.episode_return:g}", refresh=False)
+            postfix["episode_return"] = f"{state.episode_return:g}"
             state.episode += 1
             if schedule.clear_context_on_episode_end:
                 policy.reset(0)
@@ -152,10 +157,17 @@ def train_loop(
             raise StormError(
                 f"{failure}; the checkpoint of step {state.step} holds the last finite weights. "
                 "Check the game's rewards and the learning rates, then start a new run (or "
-                "evaluate this one with `storm-wm eval`)"
+                f"evaluate this one with `{command('eval RUN_DIR')}`)"
             )
         if due or state.stopped_by:
             save(state)
+        if show_progress:
+            clock.tick(warming_up)
+            steps_left = schedule.steps - state.step
+            warmup_left = min(max(0, schedule.warmup_steps - len(replay)), steps_left)
+            left = clock.describe(warmup_left, steps_left - warmup_left)
+            shown = [left, *(f"{name}={value}" for name, value in postfix.items())]
+            progress.set_postfix_str(", ".join(shown), refresh=False)
         progress.update(1)
         if state.stopped_by:
             break

@@ -12,7 +12,7 @@ from PIL import Image
 from storm_wm.errors import StormError
 
 if TYPE_CHECKING:
-    from tensorboardX import SummaryWriter
+    from storm_wm.training.events import EventWriter
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 
@@ -59,7 +59,7 @@ def write_video(path: Path, frames: np.ndarray, fps: float) -> None:
 
 
 def add_video(
-    writer: SummaryWriter, tag: str, frames: np.ndarray, step: int, fps: float = 4.0
+    writer: EventWriter, tag: str, frames: np.ndarray, step: int, fps: float = 4.0
 ) -> None:
     """Logs frames to TensorBoard as an animated GIF, what `SummaryWriter.add_video` writes.
 
@@ -74,4 +74,4 @@ def add_video(
         height=height, width=width, colorspace=3, encoded_image_string=gif_bytes(frames, fps)
     )
     summary = Summary(value=[Summary.Value(tag=tag, image=image)])
-    writer._get_file_writer().add_summary(summary, step)  # add_video's own route to the file
+    writer.add_summary(summary, step)
