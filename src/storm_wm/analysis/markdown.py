@@ -54,6 +54,15 @@ def _inputs_section(report: Report) -> str:
         lines.append(
             f"- **{method.label}**: {runs} runs on {len(method.scores)} games, {method.origin}."
         )
+    excluded = [method for method in (report.primary, *report.others) if method.not_comparable]
+    if excluded:
+        lines.append("")
+        for method in excluded:
+            lines.append(
+                f"**{method.label} is not comparable with published scores** "
+                f"({method.not_comparable}): no human-normalized score, left out of the "
+                "aggregates and plots (`--include-capped` puts it in)."
+            )
     return "\n".join(lines)
 
 
@@ -113,6 +122,12 @@ def _aggregate_table(rows: Sequence[AggregateRow]) -> str:
 
 def _aggregate_section(report: Report) -> str:
     text = ["## Aggregate human-normalized scores", ""]
+    if not report.covered_games and report.primary.not_comparable:
+        text.append(
+            f"{report.primary.label} is not comparable with published scores "
+            f"({report.primary.not_comparable}), so there are no human-normalized aggregates."
+        )
+        return "\n".join(text)
     if not report.covered_games:
         text.append(
             f"None of {report.primary.label}'s games has random and human scores, so there are "

@@ -41,6 +41,9 @@ class Method:
     label: str
     scores: ScoreTable  # game -> raw score of each run
     origin: str  # where the scores come from, for the report's inputs section
+    not_comparable: str | None = None
+    """Why its scores may not stand beside published ones (episodes capped below the
+    benchmark's): no HNS, kept out of aggregates and plots. None: comparable."""
 
 
 @dataclass(frozen=True)
@@ -110,12 +113,15 @@ def game_order(games: Sequence[str] | set[str]) -> tuple[str, ...]:
     return tuple(atari + sorted(set(games) - set(ATARI_100K_GAMES)))
 
 
-def summarize_game(method: str, game: str, scores: Sequence[float]) -> GameSummary:
-    """Mean, standard deviation and t-interval over runs, raw and human-normalized."""
+def summarize_game(
+    method: str, game: str, scores: Sequence[float], normalize: bool = True
+) -> GameSummary:
+    """Mean, standard deviation and t-interval over runs, raw and (if `normalize`)
+    human-normalized."""
     values = np.asarray(scores, dtype=np.float64)
     mean = float(values.mean())
     interval = t_interval(values)
-    normalized = human_normalized(game, mean)
+    normalized = human_normalized(game, mean) if normalize else None
     if interval is not None and normalized is not None:
         hns_interval = (human_normalized(game, interval[0]), human_normalized(game, interval[1]))
     else:
@@ -160,22 +166,32 @@ def build_report(
     bootstrap_samples: int = 5000,
     seed: int = 0,
     curve_bins: int = 40,
+    curve_runs: Sequence[RunResult] | None = None,
 ) -> Report:
-    """Compute per-game summaries, aggregates, probabilities of improvement and curves."""
+    """Compute per-game summaries, aggregates, probabilities of improvement and curves.
+
+    Methods marked `not_comparable` get no HNS and stay out of aggregates and comparisons;
+    learning curves are drawn from `curve_runs` (default: `runs`), the primary method's runs.
+    """
     per_game = [
-        summarize_game(method.label, game, method.scores[game])
+        summarize_game(
+            method.label, game, method.scores[game], normalize=method.not_comparable is None
+        )
         for method in (primary, *others)
         for game in game_order(set(method.scores))
     ]
     primary_games = game_order(set(primary.scores))
-    covered = tuple(game for game in primary_games if has_normalizers(game))
-    unnormalized = tuple(game for game in primary_games if game not in covered)
+    unnormalized = tuple(game for game in primary_games if not has_normalizers(game))
+    covered = ()
+    if primary.not_comparable is None:
+        covered = tuple(game for game in primary_games if game not in unnormalized)
+    comparable_others = [method for method in others if method.not_comparable is None]
 
     aggregates: list[AggregateRow] = []
     improvements: list[ImprovementRow] = []
     if covered:
         aggregates.append(_aggregate(primary, SAME_GAMES, covered, bootstrap_samples, seed))
-        for method in others:
+        for method in comparable_others:
             same = [game for game in covered if game in method.scores]
             if same:
                 aggregates.append(_aggregate(method, SAME_GAMES, same, bootstrap_samples, seed))
@@ -188,7 +204,7 @@ def build_report(
                 improvements.append(
                     ImprovementRow(primary.label, method.label, tuple(same), estimate)
                 )
-        for method in others:
+        for method in comparable_others:
             everything = [game for game in game_order(set(method.scores)) if has_normalizers(game)]
             if everything and set(everything) != set(covered):
                 aggregates.append(
@@ -196,8 +212,11 @@ def build_report(
                 )
 
     curves = []
+    curve_runs = runs if curve_runs is None else curve_runs
     for game in primary_games:
-        game_runs = [(run.episode_steps, run.episode_returns) for run in runs if run.game == game]
+        game_runs = [
+            (run.episode_steps, run.episode_returns) for run in curve_runs if run.game == game
+        ]
         curve = bin_learning_curve(game, game_runs, bins=curve_bins)
         if curve is not None:
             curves.append(curve)
