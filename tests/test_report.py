@@ -310,7 +310,7 @@ def test_runs_of_different_setups_are_separate_methods_and_capped_ones_stay_out_
     assert per_game[capped, "Pong"]["human_normalized"] == ""
     assert {row["method"] for row in read_csv(out / "aggregates.csv")} == {full}
     markdown = (out / "report.md").read_text()
-    assert f"**{capped} is not comparable with published scores**" in markdown
+    assert f"**{capped} on Pong is not comparable with published scores**" in markdown
 
     # asked for, the capped runs come into the aggregates (still as a method of their own)
     out = tmp_path / "included"
@@ -375,3 +375,17 @@ def test_a_learning_curve_of_one_point_is_drawn(tmp_path: Path) -> None:
     pixels = np.asarray(Image.open(out / "learning_curves.png").convert("RGB")).astype(int)
     curve_blue = np.abs(pixels - np.array([31, 119, 180])).sum(axis=-1) < 40  # matplotlib's C0
     assert curve_blue.sum() >= 9  # the marker
+
+
+def test_games_of_one_setup_each_stay_one_method(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    pong = make_setup_run(tmp_path / "pong", "Pong", 1, -3.05, **CAPPED)
+    catch = make_setup_run(tmp_path / "catch", "toy:catch", 1, 0.5, preset="toy+debug")
+    out = tmp_path / "out"
+    status, error = run_report([str(pong), str(catch), "--reference", "", "--out", str(out)],
+                               capsys)  # fmt: skip
+    assert status == 0 and error == ""  # no game has runs of two setups: nothing to split
+    markdown = (out / "report.md").read_text()
+    assert table_row(markdown, "Pong")[4] == "—" and table_row(markdown, "toy:catch")[1] == "0.500"
+    assert "**storm-wm on Pong is not comparable with published scores**" in markdown

@@ -101,7 +101,9 @@ def plot_per_game_scores(report: Report, path: Path) -> Path:
     """Grouped bars: the HNS of each method's per-game mean, on the primary method's games."""
     games = list(report.covered_games)
     methods = [report.primary.label] + [
-        method.label for method in report.others if method.not_comparable is None
+        method.label
+        for method in report.others
+        if any(game in method.scores and game not in method.capped for game in games)
     ]
     width = 0.8 / len(methods)
     positions = np.arange(len(games))

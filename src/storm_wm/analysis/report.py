@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -41,9 +41,9 @@ class Method:
     label: str
     scores: ScoreTable  # game -> raw score of each run
     origin: str  # where the scores come from, for the report's inputs section
-    not_comparable: str | None = None
-    """Why its scores may not stand beside published ones (episodes capped below the
-    benchmark's): no HNS, kept out of aggregates and plots. None: comparable."""
+    capped: dict[str, str] = field(default_factory=dict)
+    """Games whose scores may not stand beside published ones, with the reason (episodes
+    capped below the benchmark's): no HNS, kept out of aggregates and plots."""
 
 
 @dataclass(frozen=True)
@@ -170,29 +170,26 @@ def build_report(
 ) -> Report:
     """Compute per-game summaries, aggregates, probabilities of improvement and curves.
 
-    Methods marked `not_comparable` get no HNS and stay out of aggregates and comparisons;
-    learning curves are drawn from `curve_runs` (default: `runs`), the primary method's runs.
+    A method's `capped` games get no HNS and stay out of aggregates and comparisons; learning
+    curves are drawn from `curve_runs` (default: `runs`), the primary method's runs.
     """
     per_game = [
-        summarize_game(
-            method.label, game, method.scores[game], normalize=method.not_comparable is None
-        )
+        summarize_game(method.label, game, method.scores[game], normalize=game not in method.capped)
         for method in (primary, *others)
         for game in game_order(set(method.scores))
     ]
     primary_games = game_order(set(primary.scores))
     unnormalized = tuple(game for game in primary_games if not has_normalizers(game))
-    covered = ()
-    if primary.not_comparable is None:
-        covered = tuple(game for game in primary_games if game not in unnormalized)
-    comparable_others = [method for method in others if method.not_comparable is None]
+    covered = tuple(
+        game for game in primary_games if game not in unnormalized and game not in primary.capped
+    )
 
     aggregates: list[AggregateRow] = []
     improvements: list[ImprovementRow] = []
     if covered:
         aggregates.append(_aggregate(primary, SAME_GAMES, covered, bootstrap_samples, seed))
-        for method in comparable_others:
-            same = [game for game in covered if game in method.scores]
+        for method in others:
+            same = [game for game in covered if game in method.scores and game not in method.capped]
             if same:
                 aggregates.append(_aggregate(method, SAME_GAMES, same, bootstrap_samples, seed))
                 estimate = probability_of_improvement_interval(
@@ -204,8 +201,12 @@ def build_report(
                 improvements.append(
                     ImprovementRow(primary.label, method.label, tuple(same), estimate)
                 )
-        for method in comparable_others:
-            everything = [game for game in game_order(set(method.scores)) if has_normalizers(game)]
+        for method in others:
+            everything = [
+                game
+                for game in game_order(set(method.scores))
+                if has_normalizers(game) and game not in method.capped
+            ]
             if everything and set(everything) != set(covered):
                 aggregates.append(
                     _aggregate(method, ALL_GAMES, everything, bootstrap_samples, seed)

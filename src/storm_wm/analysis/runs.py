@@ -35,9 +35,20 @@ class Evaluation:
     preset: str | None
     protocol: str | None
     bookkeeping: str  # "whole" for evaluations written before the field existed
-    comparable: bool  # may stand beside published Atari 100k scores
-    comparable_reason: str | None
+    episode_frames: int | None  # env.max_episode_frames of the run, if known
     partial: bool  # cut short by Ctrl-C
+
+    @property
+    def capped(self) -> bool:
+        """Episodes were cut below the benchmark's: not comparable with published scores."""
+        return self.episode_frames is not None and self.episode_frames < BENCHMARK_EPISODE_FRAMES
+
+    @property
+    def capped_reason(self) -> str:
+        return (
+            f"episodes capped at {self.episode_frames:,} frames; the benchmark plays up to "
+            f"{BENCHMARK_EPISODE_FRAMES:,}"
+        )
 
 
 @dataclass(frozen=True)
@@ -65,7 +76,7 @@ class RunResult:
             evaluation.preset or "?",
             evaluation.protocol or "?",
             evaluation.bookkeeping,
-            evaluation.comparable,
+            not evaluation.capped,
         )
 
     @property
@@ -91,22 +102,13 @@ def _run_config(path: Path) -> dict:
     return config if isinstance(config, dict) else {}
 
 
-def _comparability(record: dict, game: str, config: dict) -> tuple[bool, str | None]:
-    """eval.json's own verdict, or for older files the run config's episode cap."""
-    if isinstance(record.get("comparable"), bool):
-        reason = record.get("comparable_reason")
-        return record["comparable"], reason if isinstance(reason, str) else None
+def _episode_frames(record: dict, config: dict) -> int | None:
+    """The run's episode cap: from eval.json, or for older files from the run's config."""
     frames = record.get("max_episode_frames")
     if not isinstance(frames, int):
         env = config.get("env")
         frames = env.get("max_episode_frames") if isinstance(env, dict) else None
-    if isinstance(frames, int) and not isinstance(frames, bool):
-        if frames < BENCHMARK_EPISODE_FRAMES:
-            return False, (
-                f"episodes capped at {frames:,} frames (env.max_episode_frames); the benchmark "
-                f"plays up to {BENCHMARK_EPISODE_FRAMES:,}"
-            )
-    return True, None
+    return frames if isinstance(frames, int) and not isinstance(frames, bool) else None
 
 
 def read_eval(path: Path) -> Evaluation:
@@ -141,7 +143,6 @@ def read_eval(path: Path) -> Evaluation:
     env = config.get("env") if isinstance(config.get("env"), dict) else {}
     protocol = record.get("protocol", env.get("protocol"))
     bookkeeping = record.get("bookkeeping", "whole")
-    comparable, reason = _comparability(record, game, config)
     return Evaluation(
         game=game,
         seed=seed,
@@ -150,8 +151,7 @@ def read_eval(path: Path) -> Evaluation:
         preset=preset if isinstance(preset, str) else None,
         protocol=protocol if isinstance(protocol, str) else None,
         bookkeeping=bookkeeping if isinstance(bookkeeping, str) else "whole",
-        comparable=comparable,
-        comparable_reason=reason,
+        episode_frames=_episode_frames(record, config),
         partial=record.get("partial") is True,
     )
 

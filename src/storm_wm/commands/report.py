@@ -148,16 +148,25 @@ def _describe_setup(key: tuple[str, str, str, bool], varying: Sequence[int]) -> 
 def _group_runs(
     runs: Sequence[RunResult], label: str, include_capped: bool
 ) -> list[tuple[Method, list[RunResult]]]:
-    """One method per setup (preset, protocol, eval bookkeeping, episode cap): runs of
-    different setups are never averaged as seeds of one method."""
+    """Our runs as methods. Runs of one game from different setups (preset, protocol, eval
+    bookkeeping, episode cap) are never averaged as seeds of one method: when a game has
+    runs of two setups, every setup becomes a method of its own."""
     from storm_wm.analysis.report import Method
+    from storm_wm.analysis.scores import has_normalizers
 
     groups: dict[tuple[str, str, str, bool], list[RunResult]] = {}
     for result in runs:
         groups.setdefault(result.method_key, []).append(result)
-    keys = sorted(groups, key=lambda key: (not key[3], -len(groups[key]), key))
-    varying = [index for index in range(4) if len({key[index] for key in keys}) > 1]
-    if len(keys) > 1:
+    setups_of_game: dict[str, set] = {}
+    for result in runs:
+        setups_of_game.setdefault(result.game, set()).add(result.method_key)
+    if all(len(setups) == 1 for setups in setups_of_game.values()):
+        groups = {("", "", "", True): list(runs)}
+        keys = list(groups)
+        varying: list[int] = []
+    else:
+        keys = sorted(groups, key=lambda key: (not key[3], -len(groups[key]), key))
+        varying = [index for index in range(4) if len({key[index] for key in keys}) > 1]
         described = "; ".join(f"[{_describe_setup(key, varying)}]" for key in keys)
         _say(f"runs of {len(keys)} setups are reported as separate methods: {described}")
     methods = []
@@ -165,18 +174,18 @@ def _group_runs(
         members = groups[key]
         _check_distinct_seeds(members)
         scores: dict[str, list[float]] = {}
+        capped: dict[str, str] = {}
         for result in members:
             scores.setdefault(result.game, []).append(result.score)
+            evaluation = result.evaluation
+            if evaluation is not None and evaluation.capped and has_normalizers(result.game):
+                capped[result.game] = evaluation.capped_reason
         name = label if len(keys) == 1 else f"{label} [{_describe_setup(key, varying)}]"
         origin = "from run directories (the `mean` of each eval.json)"
-        reason = None
-        if not key[3]:
-            reasons = {r.evaluation.comparable_reason for r in members if r.evaluation}
-            reason = "; ".join(sorted(str(text) for text in reasons))
-            if include_capped:
-                origin += f"; not comparable ({reason}) but included by --include-capped"
-                reason = None
-        methods.append((Method(name, scores, origin, not_comparable=reason), members))
+        if include_capped and capped:
+            origin += f"; capped episodes on {', '.join(sorted(capped))}, included as asked"
+            capped = {}
+        methods.append((Method(name, scores, origin, capped=capped), members))
     return methods
 
 
