@@ -327,3 +327,21 @@ def test_eval_shows_progress_and_sigint_keeps_the_finished_episodes(tmp_path):
     result = json.loads((run_dir / "eval.json").read_text())
     assert result["partial"] is True and result["episodes"] >= 1
     assert result["episodes"] == len(result["returns"]) == len(result["eval_seeds"])
+
+
+def test_ctrl_c_during_the_diagnostics_keeps_every_played_episode(tmp_path, monkeypatch, capsys):
+    run_dir = make_run_dir(tmp_path / "run")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluation, "open_loop_errors", interrupted)
+    assert main(["eval", str(run_dir), "--episodes", "3", "--no-progress"]) == 130
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "all 3 episodes were played and written to" in error
+    result = json.loads((run_dir / "eval.json").read_text())
+    assert (result["partial"], result["episodes"], result["world_model_quality"]) == (
+        False,
+        3,
+        None,
+    )

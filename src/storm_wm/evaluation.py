@@ -216,9 +216,12 @@ def comparability(spec: GameSpec, config: Config) -> tuple[bool, str | None]:
 class EvaluationInterrupted(KeyboardInterrupt):
     """Ctrl-C during play: the finished episodes were written to `path` (None: none finished)."""
 
-    def __init__(self, finished: int, requested: int, path: Path | None) -> None:
+    def __init__(
+        self, finished: int, requested: int, path: Path | None, during_diagnostics: bool = False
+    ) -> None:
         super().__init__()
         self.finished, self.requested, self.path = finished, requested, path
+        self.during_diagnostics = during_diagnostics
 
 
 def _partial_path(out: Path) -> Path:
@@ -368,8 +371,17 @@ def evaluate(
             environment.close()
     quality = None
     if reservoir is not None and reservoir.windows:
-        with autocast(device_, dtype):
-            quality = open_loop_errors(models.world_model, **reservoir.tensors(), context=context)
+        try:
+            with autocast(device_, dtype):
+                quality = open_loop_errors(
+                    models.world_model, **reservoir.tensors(), context=context
+                )
+        except KeyboardInterrupt:
+            # every episode is played: keep them, without the diagnostics
+            _write(out, result(played, None, partial=False))
+            raise EvaluationInterrupted(
+                len(played), episodes, out, during_diagnostics=True
+            ) from None
         quality["source"] = "windows of these evaluation episodes (not seen in training)"
     record = result(played, quality, partial=False)
     _write(out, record)

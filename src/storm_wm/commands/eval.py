@@ -116,7 +116,12 @@ def run(args: argparse.Namespace) -> int:
     except EvaluationInterrupted as stop:
         if progress is not None:
             progress.close()
-        if stop.path is None:
+        if stop.during_diagnostics:
+            written = (
+                f"all {stop.finished} episodes were played and written to {stop.path}, "
+                "without the world model's k-step errors"
+            )
+        elif stop.path is None:
             written = "no episode had finished, nothing written"
         else:
             written = (
