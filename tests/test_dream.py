@@ -202,3 +202,18 @@ def test_training_hook_puts_an_animated_dream_in_the_event_file(tmp_path):
     gif = Image.open(io.BytesIO(image.encoded_image_string))
     assert gif.n_frames == VIDEO_LENGTH
     assert (gif.height, gif.width) == (image.height, image.width)
+
+
+def test_dream_refuses_an_unwritable_out_before_playing(tmp_path, monkeypatch, capsys):
+    import storm_wm.visualize.record as record
+
+    run_dir = make_run_dir(tmp_path / "run")
+
+    def never(*args, **kwargs):
+        raise AssertionError("the episode was played before the output was checked")
+
+    monkeypatch.setattr(record, "make_dream_video", never)
+    for place in ("/proc/dream.gif", str(tmp_path / "missing" / "dream.gif")):
+        assert main(["dream", str(run_dir), "--out", place]) == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and f"cannot write {place}" in error and "--out" in error

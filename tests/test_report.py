@@ -239,3 +239,153 @@ def test_bad_inputs_exit_2_with_one_line(
     assert error.startswith("storm-wm report: error: ") and error.count("\n") == 1
     assert message in error
     assert not (tmp_path / "out").exists()
+
+
+def make_setup_run(directory: Path, game: str, seed: int, score: float, **fields) -> Path:
+    """A run whose eval.json also records its setup (preset, protocol, bookkeeping, cap)."""
+    make_run(directory, game, seed, score)
+    evaluation = json.loads((directory / "eval.json").read_text())
+    (directory / "eval.json").write_text(json.dumps({**evaluation, **fields}))
+    return directory
+
+
+CAPPED = {
+    "preset": "debug", "comparable": False, "max_episode_frames": 800,
+    "comparable_reason": "episodes capped at 800 frames (env.max_episode_frames)",
+}  # fmt: skip
+
+
+def test_unevaluated_and_partial_runs_are_skipped_with_one_line_each(
+    run_dirs: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    unevaluated = tmp_path / "Pong-3"
+    unevaluated.mkdir()
+    (unevaluated / "config.json").write_text("{}")
+    partial = make_setup_run(tmp_path / "Pong-4", "Pong", 4, 0.0, partial=True)
+    out = tmp_path / "out"
+    arguments = [*map(str, run_dirs), str(unevaluated), str(partial), "--out", str(out)]
+    status, error = run_report([*arguments, "--bootstrap-samples", "50"], capsys)
+    assert status == 0
+    lines = error.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"storm-wm report: skipping {unevaluated}: no eval.json")
+    assert lines[1].startswith(f"storm-wm report: skipping {partial}: its eval.json is partial")
+    assert table_row((out / "report.md").read_text(), "Pong")[3] == "2"  # seeds 1 and 2 only
+    status, error = run_report([str(unevaluated), "--out", str(tmp_path / "none")], capsys)
+    assert status == 2 and "no evaluated run among" in error
+
+
+def test_an_eval_older_than_the_run_is_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run = make_run(tmp_path / "Pong-1", "Pong", 1, 0.0)  # eval.json scores step 100000
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "step_000100000.ckpt").write_bytes(b"")
+    status, error = run_report([str(run), "--out", str(tmp_path / "a")], capsys)
+    assert status == 0 and error == ""
+    (run / "checkpoints" / "step_000102500.ckpt").write_bytes(b"")
+    status, error = run_report([str(run), "--out", str(tmp_path / "b")], capsys)
+    assert status == 0 and error.count("\n") == 1
+    assert "eval.json scores step 100000, but the run reached step 102500" in error
+
+
+def test_runs_of_different_setups_are_separate_methods_and_capped_ones_stay_out_of_hns(
+    run_dirs: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    paper = [make_setup_run(tmp_path / f"paper-{seed}", "Pong", seed, -3.05, preset="atari100k")
+             for seed in (1, 2)]  # fmt: skip
+    debug = [make_setup_run(tmp_path / f"debug-{seed}", "Pong", seed, 14.6, **CAPPED)
+             for seed in (1, 2)]  # fmt: skip
+    out = tmp_path / "out"
+    arguments = [*map(str, paper + debug), "--reference", "", "--out", str(out)]
+    status, error = run_report([*arguments, "--bootstrap-samples", "50"], capsys)
+    assert status == 0
+    assert "runs of 2 setups are reported as separate methods" in error
+    full = "storm-wm [preset atari100k, full-length episodes]"
+    capped = "storm-wm [preset debug, capped episodes]"
+    per_game = {(row["method"], row["game"]): row for row in read_csv(out / "per_game.csv")}
+    assert float(per_game[full, "Pong"]["mean"]) == pytest.approx(-3.05)  # not averaged with 14.6
+    assert float(per_game[full, "Pong"]["human_normalized"]) == pytest.approx(0.5)
+    assert float(per_game[capped, "Pong"]["mean"]) == pytest.approx(14.6)
+    assert per_game[capped, "Pong"]["human_normalized"] == ""
+    assert {row["method"] for row in read_csv(out / "aggregates.csv")} == {full}
+    markdown = (out / "report.md").read_text()
+    assert f"**{capped} on Pong is not comparable with published scores**" in markdown
+
+    # asked for, the capped runs come into the aggregates (still as a method of their own)
+    out = tmp_path / "included"
+    arguments = [*arguments[:-1], str(out), "--include-capped", "--bootstrap-samples", "50"]
+    assert run_report(arguments, capsys)[0] == 0
+    assert {row["method"] for row in read_csv(out / "aggregates.csv")} == {full, capped}
+
+    # capped runs alone: raw scores only, no HNS aggregates, no HNS plots
+    out = tmp_path / "alone"
+    status, _ = run_report([*map(str, debug), "--out", str(out), "--bootstrap-samples", "50"],
+                           capsys)  # fmt: skip
+    assert status == 0
+    assert not [row for row in read_csv(out / "aggregates.csv") if row["method"] == "storm-wm"]
+    assert (
+        not (out / "per_game_hns.png").exists() and not (out / "aggregate_intervals.png").exists()
+    )
+    assert table_row((out / "report.md").read_text(), "Pong")[4] == "—"
+
+
+def test_different_protocols_are_never_seeds_of_one_method(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    storm = make_setup_run(tmp_path / "a", "Pong", 1, 0.0, preset="atari100k")
+    standard = make_setup_run(tmp_path / "b", "Pong", 2, 5.0, preset="atari100k",
+                              protocol="standard")  # fmt: skip
+    out = tmp_path / "out"
+    status, _ = run_report([str(storm), str(standard), "--reference", "", "--out", str(out)],
+                           capsys)  # fmt: skip
+    assert status == 0
+    methods = {row["method"]: row for row in read_csv(out / "per_game.csv")}
+    assert set(methods) == {"storm-wm [storm protocol]", "storm-wm [standard protocol]"}
+    assert all(row["runs"] == "1" for row in methods.values())
+
+
+def test_score_file_game_names_match_as_train_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    scores = tmp_path / "mine.json"
+    scores.write_text(json.dumps({"pong": [-3.05], "MsPacMan": [307.3], "ms_pacman ": [1.0]}))
+    status, error = run_report([str(scores), "--out", str(tmp_path / "x")], capsys)
+    assert status == 2 and "'MsPacMan' and 'ms_pacman ' are both MsPacman" in error
+    scores.write_text(json.dumps({"pong": [-3.05], "MsPacMan": [307.3]}))
+    out = tmp_path / "out"
+    status, error = run_report([str(scores), "--reference", "", "--out", str(out)], capsys)
+    assert status == 0
+    markdown = (out / "report.md").read_text()
+    assert table_row(markdown, "Pong")[4] == "0.500"
+    assert table_row(markdown, "MsPacman")[4] == "0.000"  # MsPacman's random score: 307.3
+    assert "No random and human scores" not in markdown
+    scores.write_text(json.dumps({"Pongg": [1.0]}))
+    status, error = run_report([str(scores), "--out", str(tmp_path / "y")], capsys)
+    assert status == 2 and error.count("\n") == 1
+    assert f"{scores}: unknown game 'Pongg'; did you mean: Pong" in error
+
+
+def test_a_learning_curve_of_one_point_is_drawn(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "Pong-1", "Pong", 1, 0.0)
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 900, "env/episode_return": -21.0}))
+    out = tmp_path / "out"
+    assert main(["report", str(run), "--reference", "", "--out", str(out)]) == 0
+    assert len(read_csv(out / "learning_curves.csv")) == 1
+    pixels = np.asarray(Image.open(out / "learning_curves.png").convert("RGB")).astype(int)
+    curve_blue = np.abs(pixels - np.array([31, 119, 180])).sum(axis=-1) < 40  # matplotlib's C0
+    assert curve_blue.sum() >= 9  # the marker
+
+
+def test_games_of_one_setup_each_stay_one_method(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    pong = make_setup_run(tmp_path / "pong", "Pong", 1, -3.05, **CAPPED)
+    catch = make_setup_run(tmp_path / "catch", "toy:catch", 1, 0.5, preset="toy+debug")
+    out = tmp_path / "out"
+    status, error = run_report([str(pong), str(catch), "--reference", "", "--out", str(out)],
+                               capsys)  # fmt: skip
+    assert status == 0 and error == ""  # no game has runs of two setups: nothing to split
+    markdown = (out / "report.md").read_text()
+    assert table_row(markdown, "Pong")[4] == "—" and table_row(markdown, "toy:catch")[1] == "0.500"
+    assert "**storm-wm on Pong is not comparable with published scores**" in markdown

@@ -1,14 +1,29 @@
-"""Evaluation: the trained agent plays whole episodes in parallel environments.
+"""Evaluation: the trained agent plays whole episodes in a bounded pool of environments.
 
 Besides the returns, the episodes it plays serve as held-out data for the world model: they
 were never in the training replay, so windows cut from them measure how well the model
 predicts open loop on data it has not fitted (`storm_wm.diagnostics`).
+
+Two bookkeepings (`--bookkeeping`, default `train.eval_bookkeeping`):
+
+- `whole` (ours): the requested episodes are started with fixed seeds and every one is played
+  to its end, every reward counted. Which episodes are kept does not depend on their length,
+  so the mean is unbiased.
+- `released` (the authors' eval script): 5 environments play on and the first episodes to
+  finish are kept; an episode's final reward is added to the sum of that environment's *next*
+  episode. Each environment's first episode loses its final reward and every later one gains
+  its predecessor's; short episodes are over-represented. On a perfect Pong agent (21-0, every
+  episode equally long) the first 5 of 20 kept episodes read 20 and the other 15 read 21:
+  mean 20.75 instead of 21.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +37,24 @@ from storm_wm.config import Config
 from storm_wm.device import autocast, resolve_device, resolve_precision
 from storm_wm.diagnostics import HORIZONS, WindowReservoir, open_loop_errors
 from storm_wm.envs import make_env, resolve_game
+from storm_wm.envs.catalog import GameSpec
 from storm_wm.errors import StormError
 from storm_wm.persistence.atomic import write_text_atomically
 from storm_wm.persistence.checkpoint import load_intact_checkpoint
 from storm_wm.training.trainer import Models, build_models
+from storm_wm.writable import check_writable
+
+BOOKKEEPINGS = ("whole", "released")
+RELEASED_ENVS = 5
+"""Parallel environments of the authors' eval script."""
+MAX_DEFAULT_ENVS = 16
+"""Parallel environments at most unless --envs says otherwise: memory stays flat however many
+episodes are asked for."""
+BENCHMARK_EPISODE_FRAMES = 108_000
+"""The Atari 100k benchmark's episode cap (30 minutes of play at 60 frames a second)."""
+EVAL_SEED_TAG = int.from_bytes(b"eval", "big")
+"""Mixed with the run's seed, so that evaluation seeds differ from training seeds and between
+runs, while each run's evaluation is reproducible."""
 
 
 def load_models(
@@ -50,120 +79,310 @@ def load_models(
     return config, models, {"path": path, **state}
 
 
+@dataclass
+class Episodes:
+    """Finished episodes in the order they finished (compact arrays: a million cost ~24 MB)."""
+
+    returns: array = field(default_factory=lambda: array("d"))
+    lengths: array = field(default_factory=lambda: array("q"))
+    seeds: array = field(default_factory=lambda: array("q"))
+
+    def __len__(self) -> int:
+        return len(self.seeds)  # appended last: an interrupted `add` leaves no half episode
+
+    def add(self, episode_return: float, length: int, seed: int) -> None:
+        self.returns.append(episode_return)
+        self.lengths.append(length)
+        self.seeds.append(seed)
+
+
+def evaluation_seeds(run_seed: int, first: int | None = None) -> Callable[[int], int]:
+    """The reset seed of the k-th episode started: `first + k` when given (--seed), else drawn
+    from SeedSequence([run seed, "eval", k]), so that the evaluation noise of runs with
+    different seeds is independent."""
+    if first is not None:
+        return lambda k: first + k
+    return lambda k: int(np.random.SeedSequence([run_seed, EVAL_SEED_TAG, k]).generate_state(1)[0])
+
+
+def play_pool(
+    envs: list[gymnasium.Env],
+    policy: Policy,
+    episodes: int,
+    seed_of: Callable[[int], int],
+    *,
+    bookkeeping: str = "whole",
+    reservoir: WindowReservoir | None = None,
+    finished: Episodes | None = None,
+    on_episode: Callable[[Episodes], None] | None = None,
+    clear_context: bool = True,
+) -> Episodes:
+    """Plays `episodes` episodes on the environments of `envs`; a finished env starts the next.
+
+    `whole`: episodes 0..episodes-1 are started (episode k reset with `seed_of(k)`), each played
+    to its natural end (game over or the frame cap, never a life loss), and each return
+    includes the final step's reward; envs with no episode left idle. `released`: every env
+    plays on until `episodes` episodes have finished, those are kept, and an episode's final
+    reward is counted in that env's next episode instead (the authors' eval script).
+
+    Finished episodes are appended to `finished` as they end, so a caller interrupted by
+    Ctrl-C still has them. Every step also goes to `reservoir`, with the replay's end flag
+    (episode end or life lost), which is what the world model learned.
+    """
+    if bookkeeping not in BOOKKEEPINGS:
+        raise StormError(f"bookkeeping must be one of {', '.join(BOOKKEEPINGS)}: {bookkeeping!r}")
+    finished = Episodes() if finished is None else finished
+    released = bookkeeping == "released"
+    count = len(envs)
+    started = 0
+    seeds = np.zeros(count, dtype=np.int64)
+    totals = np.zeros(count)
+    lengths = np.zeros(count, dtype=np.int64)
+    running = np.zeros(count, dtype=bool)
+    first_frames = []
+    for index in range(count):
+        seeds[index] = seed_of(started)
+        running[index] = released or started < episodes
+        started += int(running[index])
+        first_frames.append(envs[index].reset(seed=int(seeds[index]))[0])
+    frames = np.stack(first_frames)
+    while running.any() and len(finished) < episodes:
+        for index in np.flatnonzero(~running):
+            policy.reset(index)  # an idle env's empty context costs no forward pass
+        actions = policy.act(frames)
+        # A new array each step: the policy keeps the rows it was given as its context.
+        next_frames = frames.copy()
+        for index in np.flatnonzero(running):
+            frame, reward, terminated, truncated, info = envs[index].step(int(actions[index]))
+            reward = float(reward)
+            lengths[index] += 1
+            if reservoir is not None:
+                end = bool(terminated or info.get("life_loss", False))
+                reservoir.add(index, frames[index], int(actions[index]), reward, end)
+            next_frames[index] = frame
+            if not (terminated or truncated):
+                totals[index] += reward
+                continue
+            if reservoir is not None:
+                reservoir.end_episode(index)
+            # released: the sum is recorded before the final reward is added, and the sum is
+            # then reset to zero and the final reward added to it (their env loop's order).
+            finished.add(float(totals[index] + (0.0 if released else reward)),
+                         int(lengths[index]), int(seeds[index]))  # fmt: skip
+            if on_episode is not None:
+                on_episode(finished)
+            if len(finished) >= episodes:
+                break
+            totals[index] = reward if released else 0.0
+            lengths[index] = 0
+            if released or started < episodes:
+                if clear_context:
+                    policy.reset(index)
+                seeds[index] = seed_of(started)
+                started += 1
+                next_frames[index] = envs[index].reset(seed=int(seeds[index]))[0]
+            else:
+                running[index] = False
+        frames = next_frames
+    return finished
+
+
 def play_episodes(
     envs: list[gymnasium.Env],
     policy: Policy,
     seed: int,
     reservoir: WindowReservoir | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Plays one episode in each env at once (env i reset with seed + i): (returns, lengths).
+    """One whole episode in each env at once (env i reset with seed + i): (returns, lengths)."""
+    played = play_pool(envs, policy, len(envs), lambda k: seed + k, reservoir=reservoir)
+    order = np.argsort(np.asarray(played.seeds), kind="stable")
+    return np.asarray(played.returns)[order], np.asarray(played.lengths)[order]
 
-    An episode runs to its natural end (game over or the frame cap, never a life loss) and its
-    return includes the final step's reward. Every step also goes to `reservoir`, with the
-    replay's end flag (episode end or life lost), which is what the world model learned.
-    """
-    count = len(envs)
-    frames = np.stack([env.reset(seed=seed + index)[0] for index, env in enumerate(envs)])
-    returns = np.zeros(count)
-    lengths = np.zeros(count, dtype=np.int64)
-    running = np.ones(count, dtype=bool)
-    while running.any():
-        for index in np.flatnonzero(~running):
-            policy.reset(index)  # a finished env's empty context costs no forward pass
-        actions = policy.act(frames)
-        # A new array each step: the policy keeps the rows it was given as its context.
-        next_frames = frames.copy()
-        for index in np.flatnonzero(running):
-            frame, reward, terminated, truncated, info = envs[index].step(int(actions[index]))
-            returns[index] += float(reward)
-            lengths[index] += 1
-            if reservoir is not None:
-                end = bool(terminated or info.get("life_loss", False))
-                reservoir.add(index, frames[index], int(actions[index]), float(reward), end)
-            next_frames[index] = frame
-            if terminated or truncated:
-                running[index] = False
-                if reservoir is not None:
-                    reservoir.end_episode(index)
-        frames = next_frames
-    return returns, lengths
+
+def comparability(spec: GameSpec, config: Config) -> tuple[bool, str | None]:
+    """Whether the score may stand beside published Atari 100k scores, and if not, why."""
+    if spec.atari_name is None:
+        return False, f"{spec.name} is not an Atari game: no published scores to compare with"
+    frames = config.env.max_episode_frames
+    if frames < BENCHMARK_EPISODE_FRAMES:
+        return False, (
+            f"episodes capped at {frames:,} frames (env.max_episode_frames); the benchmark "
+            f"plays up to {BENCHMARK_EPISODE_FRAMES:,}"
+        )
+    return True, None
+
+
+class EvaluationInterrupted(KeyboardInterrupt):
+    """Ctrl-C during play: the finished episodes were written to `path` (None: none finished)."""
+
+    def __init__(
+        self, finished: int, requested: int, path: Path | None, during_diagnostics: bool = False
+    ) -> None:
+        super().__init__()
+        self.finished, self.requested, self.path = finished, requested, path
+        self.during_diagnostics = during_diagnostics
+
+
+def _partial_path(out: Path) -> Path:
+    """Where an interrupted evaluation goes: `out`, unless it holds a complete evaluation that
+    a partial one must not replace (a sweep reads eval.json as 'finished')."""
+    try:
+        previous = json.loads(out.read_text())
+    except (OSError, ValueError):
+        return out
+    if isinstance(previous, dict) and not previous.get("partial", False):
+        return out.with_name(f"{out.stem}.partial{out.suffix}")
+    return out
+
+
+def _write(path: Path, result: dict[str, Any]) -> None:
+    try:
+        # Atomic: a sweep takes the presence of eval.json to mean the run is finished.
+        write_text_atomically(path, json.dumps(result, indent=2) + "\n")
+    except OSError as error:
+        raise StormError(
+            f"cannot write {path} ({error.strerror or error}); pick another --out FILE"
+        ) from None
 
 
 def evaluate(
     run_dir: Path,
-    episodes: int = 20,
+    episodes: int | None = None,
     *,
     protocol: str | None = None,
     greedy: bool = False,
     step: int | None = None,
     device: str = "auto",
-    seed: int = 10_000,
+    seed: int | None = None,
     diagnostic_windows: int = 256,
+    envs: int | None = None,
+    bookkeeping: str | None = None,
+    out: Path | None = None,
+    on_episode: Callable[[Episodes], None] | None = None,
 ) -> dict[str, Any]:
-    """Plays `episodes` full episodes, all at once, and writes RUN_DIR/eval.json.
+    """Plays `episodes` episodes (default: the run's train.eval_episodes) and writes `out`
+    (default RUN_DIR/eval.json).
 
-    Evaluation seeds (seed, seed + 1, ...) differ from training seeds. With
-    `diagnostic_windows` > 0, that many windows of the episodes (a uniform sample) also measure
-    the world model's open-loop k-step errors, under `world_model_quality`.
+    Episode seeds come from the run's seed (`evaluation_seeds`); `seed` makes them seed,
+    seed + 1, ... instead. At most `envs` environments play at once (default: 5 for the
+    released bookkeeping, else up to 16). With `diagnostic_windows` > 0, that many windows of
+    the episodes (a uniform sample) also measure the world model's open-loop k-step errors,
+    under `world_model_quality`. Ctrl-C writes the finished episodes, marked partial, and
+    raises `EvaluationInterrupted`.
     """
-    if episodes <= 0:
+    if episodes is not None and episodes <= 0:
         raise StormError(f"--episodes must be positive, got {episodes}")
+    if envs is not None and envs <= 0:
+        raise StormError(f"--envs must be positive, got {envs}")
     if diagnostic_windows < 0:
         raise StormError(f"--diagnostic-windows must be 0 or more, got {diagnostic_windows}")
+    if bookkeeping is not None and bookkeeping not in BOOKKEEPINGS:
+        raise StormError(f"--bookkeeping must be one of {', '.join(BOOKKEEPINGS)}")
+    out = Path(out) if out is not None else run_dir / "eval.json"
+    check_writable(out)  # before minutes of play, not after
     started = time.perf_counter()
     config, models, checkpoint = load_models(run_dir, step, device)
+    episodes = episodes or config.train.eval_episodes
+    bookkeeping = bookkeeping or config.train.eval_bookkeeping
+    if envs is None:
+        envs = RELEASED_ENVS if bookkeeping == "released" else min(episodes, MAX_DEFAULT_ENVS)
+    elif bookkeeping == "whole":
+        envs = min(envs, episodes)
     protocol = protocol or config.env.protocol
     spec = resolve_game(config.env.game)
     device_ = next(models.world_model.parameters()).device
     dtype = resolve_precision(config.precision, device_)
-    torch.manual_seed(seed)
-    envs = [
+    seed_of = evaluation_seeds(config.seed, seed)
+    policy_seed = seed
+    if policy_seed is None:  # the sampled actions' stream, apart from the episodes' seeds
+        policy_seed = int(np.random.SeedSequence([config.seed, EVAL_SEED_TAG]).generate_state(1)[0])
+    torch.manual_seed(policy_seed)
+    environments = [
         make_env(spec, protocol=protocol, image_size=config.env.image_size,
                  max_episode_frames=config.env.max_episode_frames,
                  life_loss=config.env.life_loss)
-        for _ in range(episodes)
+        for _ in range(envs)
     ]  # fmt: skip
-    num_actions = int(envs[0].action_space.n)
+    num_actions = int(environments[0].action_space.n)
     policy = Policy(
-        models.world_model, models.actor_critic, episodes, num_actions,
+        models.world_model, models.actor_critic, envs, num_actions,
         context_length=config.train.act_context, device=device_, dtype=dtype,
-        rng=np.random.default_rng(seed), act_on_posterior=config.train.act_on_posterior,
+        rng=np.random.default_rng(policy_seed), act_on_posterior=config.train.act_on_posterior,
         greedy=greedy,
     )  # fmt: skip
     context = config.agent.context_length
     reservoir = None
     if diagnostic_windows:
         reservoir = WindowReservoir(
-            diagnostic_windows, context + max(HORIZONS), context, episodes,
-            np.random.default_rng([seed, 1]),
+            diagnostic_windows, context + max(HORIZONS), context, envs,
+            np.random.default_rng([policy_seed, 1]),
         )  # fmt: skip
-    returns, lengths = play_episodes(envs, policy, seed, reservoir)
-    for env in envs:
-        env.close()
+    comparable, reason = comparability(spec, config)
+
+    def result(played: Episodes, quality: dict | None, partial: bool) -> dict[str, Any]:
+        count = len(played)
+        returns = np.asarray(played.returns[:count])
+        mean = float(returns.mean())
+        return {
+            "game": spec.name,
+            "game_kind": spec.kind,
+            "preset": config.preset,
+            "protocol": protocol,
+            "bookkeeping": bookkeeping,
+            "seed": config.seed,
+            "eval_seed_source": f"--seed {seed}" if seed is not None else "the run's seed",
+            "eval_seeds": list(played.seeds),
+            "step": int(checkpoint["step"]),
+            "checkpoint": str(Path(checkpoint["path"]).relative_to(run_dir)),
+            "policy": "greedy" if greedy else "sampled",
+            "envs": envs,
+            "episodes": count,
+            "episodes_requested": episodes,
+            "partial": partial,
+            "returns": returns.tolist(),
+            "lengths": list(played.lengths[:count]),
+            "mean": mean,
+            "std": float(returns.std()),
+            "human_normalized": (
+                human_normalized(spec.atari_name, mean) if spec.atari_name else None
+            ),
+            "max_episode_frames": config.env.max_episode_frames,
+            "comparable": comparable,
+            "comparable_reason": reason,
+            "world_model_quality": quality,
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+
+    played = Episodes()
+    try:
+        play_pool(
+            environments, policy, episodes, seed_of, bookkeeping=bookkeeping,
+            reservoir=reservoir, finished=played, on_episode=on_episode,
+            clear_context=config.train.clear_context_on_episode_end,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        path = None
+        if len(played):
+            path = _partial_path(out)
+            _write(path, result(played, None, partial=True))
+        raise EvaluationInterrupted(len(played), episodes, path) from None
+    finally:
+        for environment in environments:
+            environment.close()
     quality = None
     if reservoir is not None and reservoir.windows:
-        with autocast(device_, dtype):
-            quality = open_loop_errors(models.world_model, **reservoir.tensors(), context=context)
+        try:
+            with autocast(device_, dtype):
+                quality = open_loop_errors(
+                    models.world_model, **reservoir.tensors(), context=context
+                )
+        except KeyboardInterrupt:
+            # every episode is played: keep them, without the diagnostics
+            _write(out, result(played, None, partial=False))
+            raise EvaluationInterrupted(
+                len(played), episodes, out, during_diagnostics=True
+            ) from None
         quality["source"] = "windows of these evaluation episodes (not seen in training)"
-    mean = float(returns.mean())
-    result = {
-        "game": spec.name,
-        "game_kind": spec.kind,
-        "protocol": protocol,
-        "seed": config.seed,
-        "eval_seed": seed,
-        "step": int(checkpoint["step"]),
-        "checkpoint": str(Path(checkpoint["path"]).relative_to(run_dir)),
-        "policy": "greedy" if greedy else "sampled",
-        "episodes": episodes,
-        "returns": returns.tolist(),
-        "lengths": lengths.tolist(),
-        "mean": mean,
-        "std": float(returns.std()),
-        "human_normalized": human_normalized(spec.atari_name, mean) if spec.atari_name else None,
-        "world_model_quality": quality,
-        "seconds": round(time.perf_counter() - started, 1),
-    }
-    # Atomic: a sweep takes the presence of eval.json to mean the run is finished.
-    write_text_atomically(run_dir / "eval.json", json.dumps(result, indent=2) + "\n")
-    return result
+    record = result(played, quality, partial=False)
+    _write(out, record)
+    return record

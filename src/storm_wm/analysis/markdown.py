@@ -54,6 +54,17 @@ def _inputs_section(report: Report) -> str:
         lines.append(
             f"- **{method.label}**: {runs} runs on {len(method.scores)} games, {method.origin}."
         )
+    excluded = [method for method in (report.primary, *report.others) if method.capped]
+    if excluded:
+        lines.append("")
+        for method in excluded:
+            games = game_order(set(method.capped))
+            reasons = "; ".join(sorted(set(method.capped.values())))
+            lines.append(
+                f"**{method.label} on {', '.join(games)} is not comparable with published "
+                f"scores** ({reasons}): no human-normalized score, left out of the aggregates "
+                "and plots (`--include-capped` puts it in)."
+            )
     return "\n".join(lines)
 
 
@@ -113,6 +124,12 @@ def _aggregate_table(rows: Sequence[AggregateRow]) -> str:
 
 def _aggregate_section(report: Report) -> str:
     text = ["## Aggregate human-normalized scores", ""]
+    if not report.covered_games and report.primary.capped:
+        text.append(
+            f"{report.primary.label}'s games with published scores were played with capped "
+            "episodes (see above), so there are no human-normalized aggregates."
+        )
+        return "\n".join(text)
     if not report.covered_games:
         text.append(
             f"None of {report.primary.label}'s games has random and human scores, so there are "

@@ -44,7 +44,8 @@ def plot_learning_curves(report: Report, path: Path) -> Path:
     figure = _figure(4.0 * columns, 3.0 * rows)
     axes = figure.subplots(rows, columns, squeeze=False)
     for axis, curve in zip(axes.flat, report.curves, strict=False):
-        axis.plot(curve.steps, curve.mean, color="C0")
+        # markers: a curve with a single point (one bin) would otherwise draw nothing
+        axis.plot(curve.steps, curve.mean, color="C0", marker="o", markersize=3)
         axis.fill_between(curve.steps, curve.low, curve.high, color="C0", alpha=0.25, linewidth=0)
         seeds = int(curve.runs.max())
         axis.set_title(f"{curve.game} ({seeds} seed{'s' if seeds != 1 else ''})")
@@ -99,7 +100,11 @@ def _bar(report: Report, method: str, game: str) -> tuple[float, float, float]:
 def plot_per_game_scores(report: Report, path: Path) -> Path:
     """Grouped bars: the HNS of each method's per-game mean, on the primary method's games."""
     games = list(report.covered_games)
-    methods = [report.primary.label] + [method.label for method in report.others]
+    methods = [report.primary.label] + [
+        method.label
+        for method in report.others
+        if any(game in method.scores and game not in method.capped for game in games)
+    ]
     width = 0.8 / len(methods)
     positions = np.arange(len(games))
     colors = _colors(len(methods))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -41,6 +41,9 @@ class Method:
     label: str
     scores: ScoreTable  # game -> raw score of each run
     origin: str  # where the scores come from, for the report's inputs section
+    capped: dict[str, str] = field(default_factory=dict)
+    """Games whose scores may not stand beside published ones, with the reason (episodes
+    capped below the benchmark's): no HNS, kept out of aggregates and plots."""
 
 
 @dataclass(frozen=True)
@@ -110,12 +113,15 @@ def game_order(games: Sequence[str] | set[str]) -> tuple[str, ...]:
     return tuple(atari + sorted(set(games) - set(ATARI_100K_GAMES)))
 
 
-def summarize_game(method: str, game: str, scores: Sequence[float]) -> GameSummary:
-    """Mean, standard deviation and t-interval over runs, raw and human-normalized."""
+def summarize_game(
+    method: str, game: str, scores: Sequence[float], normalize: bool = True
+) -> GameSummary:
+    """Mean, standard deviation and t-interval over runs, raw and (if `normalize`)
+    human-normalized."""
     values = np.asarray(scores, dtype=np.float64)
     mean = float(values.mean())
     interval = t_interval(values)
-    normalized = human_normalized(game, mean)
+    normalized = human_normalized(game, mean) if normalize else None
     if interval is not None and normalized is not None:
         hns_interval = (human_normalized(game, interval[0]), human_normalized(game, interval[1]))
     else:
@@ -160,23 +166,30 @@ def build_report(
     bootstrap_samples: int = 5000,
     seed: int = 0,
     curve_bins: int = 40,
+    curve_runs: Sequence[RunResult] | None = None,
 ) -> Report:
-    """Compute per-game summaries, aggregates, probabilities of improvement and curves."""
+    """Compute per-game summaries, aggregates, probabilities of improvement and curves.
+
+    A method's `capped` games get no HNS and stay out of aggregates and comparisons; learning
+    curves are drawn from `curve_runs` (default: `runs`), the primary method's runs.
+    """
     per_game = [
-        summarize_game(method.label, game, method.scores[game])
+        summarize_game(method.label, game, method.scores[game], normalize=game not in method.capped)
         for method in (primary, *others)
         for game in game_order(set(method.scores))
     ]
     primary_games = game_order(set(primary.scores))
-    covered = tuple(game for game in primary_games if has_normalizers(game))
-    unnormalized = tuple(game for game in primary_games if game not in covered)
+    unnormalized = tuple(game for game in primary_games if not has_normalizers(game))
+    covered = tuple(
+        game for game in primary_games if game not in unnormalized and game not in primary.capped
+    )
 
     aggregates: list[AggregateRow] = []
     improvements: list[ImprovementRow] = []
     if covered:
         aggregates.append(_aggregate(primary, SAME_GAMES, covered, bootstrap_samples, seed))
         for method in others:
-            same = [game for game in covered if game in method.scores]
+            same = [game for game in covered if game in method.scores and game not in method.capped]
             if same:
                 aggregates.append(_aggregate(method, SAME_GAMES, same, bootstrap_samples, seed))
                 estimate = probability_of_improvement_interval(
@@ -189,15 +202,22 @@ def build_report(
                     ImprovementRow(primary.label, method.label, tuple(same), estimate)
                 )
         for method in others:
-            everything = [game for game in game_order(set(method.scores)) if has_normalizers(game)]
+            everything = [
+                game
+                for game in game_order(set(method.scores))
+                if has_normalizers(game) and game not in method.capped
+            ]
             if everything and set(everything) != set(covered):
                 aggregates.append(
                     _aggregate(method, ALL_GAMES, everything, bootstrap_samples, seed)
                 )
 
     curves = []
+    curve_runs = runs if curve_runs is None else curve_runs
     for game in primary_games:
-        game_runs = [(run.episode_steps, run.episode_returns) for run in runs if run.game == game]
+        game_runs = [
+            (run.episode_steps, run.episode_returns) for run in curve_runs if run.game == game
+        ]
         curve = bin_learning_curve(game, game_runs, bins=curve_bins)
         if curve is not None:
             curves.append(curve)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,37 @@ from numpy.typing import NDArray
 from storm_wm.errors import StormError
 
 EPISODE_RETURN = "env/episode_return"
+
+
+BENCHMARK_EPISODE_FRAMES = 108_000  # as storm_wm.evaluation (not imported: it needs torch)
+_CHECKPOINT_NAME = re.compile(r"^step_(\d+)\.ckpt$")  # as storm_wm.persistence.checkpoint
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What the report needs of one eval.json."""
+
+    game: str
+    seed: int | None
+    score: float  # the eval mean: the run's final score
+    step: int | None  # the checkpoint step that was evaluated
+    preset: str | None
+    protocol: str | None
+    bookkeeping: str  # "whole" for evaluations written before the field existed
+    episode_frames: int | None  # env.max_episode_frames of the run, if known
+    partial: bool  # cut short by Ctrl-C
+
+    @property
+    def capped(self) -> bool:
+        """Episodes were cut below the benchmark's: not comparable with published scores."""
+        return self.episode_frames is not None and self.episode_frames < BENCHMARK_EPISODE_FRAMES
+
+    @property
+    def capped_reason(self) -> str:
+        return (
+            f"episodes capped at {self.episode_frames:,} frames; the benchmark plays up to "
+            f"{BENCHMARK_EPISODE_FRAMES:,}"
+        )
 
 
 @dataclass(frozen=True)
@@ -30,14 +62,57 @@ class RunResult:
     episode_steps: NDArray[np.int64]  # (episodes,) environment step at which each episode ended
     episode_returns: NDArray[np.float64]  # (episodes,)
     has_metrics: bool  # False when metrics.jsonl is absent (an eval-only directory)
+    evaluation: Evaluation | None = None
+    last_step: int | None = None  # newest step of its checkpoints and metrics.jsonl
+
+    @property
+    def method_key(self) -> tuple[str, str, str, bool]:
+        """Runs with equal keys are seeds of one method: same preset, protocol, bookkeeping
+        and comparability. Unknown parts (older eval.json files) read as "?"."""
+        evaluation = self.evaluation
+        if evaluation is None:
+            return ("?", "?", "whole", True)
+        return (
+            evaluation.preset or "?",
+            evaluation.protocol or "?",
+            evaluation.bookkeeping,
+            not evaluation.capped,
+        )
+
+    @property
+    def stale(self) -> bool:
+        """The run trained past the checkpoint its eval.json scored."""
+        step = self.evaluation.step if self.evaluation else None
+        return step is not None and self.last_step is not None and self.last_step > step
 
 
 def _run_dirs_below(path: Path) -> list[Path]:
     return sorted(child for child in path.iterdir() if (child / "eval.json").is_file())
 
 
-def load_eval(path: Path) -> tuple[str, int | None, float]:
-    """(game, seed, mean score) from `path/eval.json`, checked so a typo fails loudly."""
+def has_eval(path: Path) -> bool:
+    return (Path(path) / "eval.json").is_file()
+
+
+def _run_config(path: Path) -> dict:
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def _episode_frames(record: dict, config: dict) -> int | None:
+    """The run's episode cap: from eval.json, or for older files from the run's config."""
+    frames = record.get("max_episode_frames")
+    if not isinstance(frames, int):
+        env = config.get("env")
+        frames = env.get("max_episode_frames") if isinstance(env, dict) else None
+    return frames if isinstance(frames, int) and not isinstance(frames, bool) else None
+
+
+def read_eval(path: Path) -> Evaluation:
+    """`path/eval.json`, checked so a typo fails loudly."""
     eval_path = path / "eval.json"
     if not eval_path.is_file():
         nested = _run_dirs_below(path)
@@ -62,7 +137,51 @@ def load_eval(path: Path) -> tuple[str, int | None, float]:
         raise StormError(f"{eval_path} has no finite 'mean' score; re-run `storm-wm eval`")
     if not isinstance(seed, int) or isinstance(seed, bool):
         seed = None
-    return game, seed, float(mean)
+    config = _run_config(path)
+    step = record.get("step")
+    preset = record.get("preset", config.get("preset"))
+    env = config.get("env") if isinstance(config.get("env"), dict) else {}
+    protocol = record.get("protocol", env.get("protocol"))
+    bookkeeping = record.get("bookkeeping", "whole")
+    return Evaluation(
+        game=game,
+        seed=seed,
+        score=float(mean),
+        step=step if isinstance(step, int) and not isinstance(step, bool) else None,
+        preset=preset if isinstance(preset, str) else None,
+        protocol=protocol if isinstance(protocol, str) else None,
+        bookkeeping=bookkeeping if isinstance(bookkeeping, str) else "whole",
+        episode_frames=_episode_frames(record, config),
+        partial=record.get("partial") is True,
+    )
+
+
+def load_eval(path: Path) -> tuple[str, int | None, float]:
+    """(game, seed, mean score) from `path/eval.json`, checked so a typo fails loudly."""
+    evaluation = read_eval(path)
+    return evaluation.game, evaluation.seed, evaluation.score
+
+
+def last_step(path: Path) -> int | None:
+    """The newest step the run reached: its newest checkpoint or metrics.jsonl record."""
+    steps = []
+    checkpoints = path / "checkpoints"
+    if checkpoints.is_dir():
+        steps += [
+            int(match.group(1))
+            for child in checkpoints.iterdir()
+            if (match := _CHECKPOINT_NAME.match(child.name))
+        ]
+    metrics = path / "metrics.jsonl"
+    if metrics.is_file():
+        for line in metrics.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get("step"), int):
+                steps.append(record["step"])
+    return max(steps) if steps else None
 
 
 def load_episode_returns(path: Path) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
@@ -101,10 +220,13 @@ def load_run(path: str | Path) -> RunResult:
     path = Path(path)
     if not path.is_dir():
         raise StormError(f"{path} is not a directory: pass run directories or score files")
-    game, seed, score = load_eval(path)
+    evaluation = read_eval(path)
     metrics_path = path / "metrics.jsonl"
     if metrics_path.is_file():
         steps, returns = load_episode_returns(metrics_path)
     else:
         steps, returns = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
-    return RunResult(path, game, seed, score, steps, returns, metrics_path.is_file())
+    return RunResult(
+        path, evaluation.game, evaluation.seed, evaluation.score, steps, returns,
+        metrics_path.is_file(), evaluation, last_step(path),
+    )  # fmt: skip

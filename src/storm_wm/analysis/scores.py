@@ -65,7 +65,13 @@ def _is_finite_number(value: object) -> bool:
 
 
 def load_score_file(path: str | Path) -> ScoreTable:
-    """Read a user's score file (same format as the published ones) and validate it."""
+    """Read a user's score file (same format as the published ones) and validate it.
+
+    Game names are matched as `storm-wm train --game` matches them ("pong", "MsPacMan" and
+    "ms_pacman" are Pong and MsPacman); an unknown name fails with the closest valid ones.
+    """
+    from storm_wm.envs.catalog import resolve_game  # gymnasium and ale-py: only when needed
+
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -73,7 +79,20 @@ def load_score_file(path: str | Path) -> ScoreTable:
         raise StormError(f"{path} does not exist: pass a run directory or a score file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise StormError(f"{path} is not a readable JSON score file ({error})") from None
-    return parse_score_table(data, str(path))
+    table: ScoreTable = {}
+    spelled: dict[str, str] = {}
+    for game, scores in parse_score_table(data, str(path)).items():
+        try:
+            name = resolve_game(game).name
+        except StormError as error:
+            raise StormError(f"{path}: {error}") from None
+        if name in table:
+            raise StormError(
+                f"{path}: {spelled[name]!r} and {game!r} are both {name}; merge their scores"
+            )
+        table[name] = scores
+        spelled[name] = game
+    return table
 
 
 @cache

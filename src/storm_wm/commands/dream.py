@@ -40,6 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from storm_wm.visualize.record import make_dream_video
     from storm_wm.visualize.video import check_video_path
+    from storm_wm.writable import check_writable
 
     out = args.out if args.out is not None else args.run_dir / "dream.mp4"
     check_video_path(out)
@@ -47,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         raise StormError(
             f"{args.run_dir} is not a directory; give the run directory written by train"
         )
+    check_writable(out)  # before the episode is played and the video composed, not after
     video = make_dream_video(
         args.run_dir, out, steps=args.steps, context=args.context, skip=args.start,
         checkpoint=args.checkpoint, seed=args.seed, fps=args.fps, scale=args.scale,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+from typing import TextIO
 
 from storm_wm.errors import StormError
 
@@ -14,10 +16,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Play whole episodes with a run's checkpoint (sampled actions, as in the "
         "paper) and write RUN_DIR/eval.json with every return, the mean, the "
         "human-normalized score and the world model's open-loop k-step errors on windows of "
-        "these episodes (k = 1, 5, 15).",
+        "these episodes (k = 1, 5, 15). Ctrl-C writes the episodes finished so far, marked "
+        "partial.",
     )  # fmt: skip
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument(
+        "--episodes", type=int, default=None,
+        help="episodes to keep (default: the run's train.eval_episodes)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--envs", type=int, default=None, metavar="N",
+        help="environments playing at once; a finished one starts the next episode "
+        "(default: 5 with --bookkeeping released, else up to 16)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--bookkeeping", choices=("whole", "released"), default=None,
+        help="whole: every episode played to its end, every reward counted (unbiased); "
+        "released: the authors' eval script, the first episodes to finish kept and each final "
+        "reward carried into the env's next episode (default: the run's train.eval_bookkeeping)",
+    )  # fmt: skip
     parser.add_argument("--protocol", choices=("storm", "standard"), default=None,
                         help="default: the protocol the run trained with")  # fmt: skip
     parser.add_argument("--greedy", action="store_true", help="argmax actions instead of sampling")
@@ -26,34 +43,104 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument(
-        "--seed", type=int, default=10_000, help="first evaluation environment seed"
-    )
+        "--seed", type=int, default=None,
+        help="reset episode k with seed SEED + k (default: seeds drawn from the run's seed)",
+    )  # fmt: skip
+    parser.add_argument("--out", type=Path, default=None, metavar="FILE",
+                        help="where the results go (default: RUN_DIR/eval.json)")  # fmt: skip
     parser.add_argument(
         "--diagnostic-windows", type=int, default=256, metavar="N",
         help="windows of the episodes on which to measure the world model's k-step errors "
         "(0: skip)",
     )  # fmt: skip
+    parser.add_argument("--no-progress", action="store_true", help="print no progress line")
     parser.set_defaults(func=run)
 
 
+class Progress:
+    """Episodes done and the mean so far: one line rewritten in place on a terminal; in a log,
+    a line at every tenth of the episodes."""
+
+    def __init__(self, stream: TextIO, requested: int) -> None:
+        self.stream = stream
+        self.requested = requested
+        self.interactive = stream.isatty()
+        self.printed_tenth = 0
+        self.open_line = False
+        self.counted = 0
+        self.total = 0.0
+
+    def __call__(self, episodes) -> None:
+        for episode_return in episodes.returns[self.counted :]:
+            self.total += episode_return
+        self.counted = done = len(episodes)
+        text = f"eval: {done}/{self.requested} episodes, mean return so far {self.total / done:.2f}"
+        if self.interactive:
+            self.stream.write(f"\r{text}\033[K")
+            self.open_line = True
+        else:
+            tenth = done * 10 // self.requested
+            if tenth <= self.printed_tenth and done != 1:
+                return
+            self.printed_tenth = tenth
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.open_line:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.open_line = False
+
+
 def run(args: argparse.Namespace) -> int:
-    from storm_wm.evaluation import evaluate
+    from storm_wm.config import Config
+    from storm_wm.evaluation import EvaluationInterrupted, evaluate
 
     if not args.run_dir.is_dir():
         raise StormError(
             f"{args.run_dir} is not a directory; give the run directory written by train"
         )
-    result = evaluate(
-        args.run_dir, args.episodes, protocol=args.protocol, greedy=args.greedy,
-        step=args.checkpoint, device=args.device, seed=args.seed,
-        diagnostic_windows=args.diagnostic_windows,
-    )  # fmt: skip
+    out = args.out if args.out is not None else args.run_dir / "eval.json"
+    requested = args.episodes
+    if requested is None:
+        requested = Config.load(args.run_dir / "config.json").train.eval_episodes
+    progress = None if args.no_progress else Progress(sys.stderr, requested)
+    try:
+        result = evaluate(
+            args.run_dir, args.episodes, protocol=args.protocol, greedy=args.greedy,
+            step=args.checkpoint, device=args.device, seed=args.seed,
+            diagnostic_windows=args.diagnostic_windows, envs=args.envs,
+            bookkeeping=args.bookkeeping, out=out, on_episode=progress,
+        )  # fmt: skip
+    except EvaluationInterrupted as stop:
+        if progress is not None:
+            progress.close()
+        if stop.during_diagnostics:
+            written = (
+                f"all {stop.finished} episodes were played and written to {stop.path}, "
+                "without the world model's k-step errors"
+            )
+        elif stop.path is None:
+            written = "no episode had finished, nothing written"
+        else:
+            written = (
+                f"wrote the {stop.finished} of {stop.requested} episodes that had finished to "
+                f"{stop.path}, marked partial"
+            )
+        print(f"storm-wm eval: interrupted; {written}", file=sys.stderr)
+        return 130
+    finally:
+        if progress is not None:
+            progress.close()
     normalized = result["human_normalized"]
     extra = f", human-normalized {normalized:.3f}" if normalized is not None else ""
+    if normalized is not None and not result["comparable"]:
+        extra += f" (not comparable with published scores: {result['comparable_reason']})"
     print(
         f"{result['game']} step {result['step']}: mean return {result['mean']:.2f} "
-        f"+- {result['std']:.2f} over {result['episodes']} episodes{extra} "
-        f"-> {args.run_dir / 'eval.json'}"
+        f"+- {result['std']:.2f} over {result['episodes']} episodes ({result['bookkeeping']} "
+        f"bookkeeping){extra} -> {out}"
     )
     if result["world_model_quality"] is not None:
         print(describe_quality(result["world_model_quality"]))

@@ -1,6 +1,8 @@
 """`storm-wm report`: compare runs with published Atari 100k results, with honest error bars.
 
-Run directories become one method (label --label); each score file becomes a method named
+Run directories become one method (label --label), or one per setup when their presets,
+protocols, eval bookkeepings or episode caps differ (never averaged as seeds of one method);
+unevaluated runs are skipped with a line naming them. Each score file becomes a method named
 after its file; --reference adds published methods from the package data. Numpy, scipy and
 matplotlib are imported when the command runs, so that other commands start without them.
 """
@@ -8,6 +10,7 @@ matplotlib are imported when the command runs, so that other commands start with
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -59,6 +62,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--label", default="storm-wm", help="name of the runs' method (default: storm-wm)"
     )
     parser.add_argument(
+        "--include-capped",
+        action="store_true",
+        help="count runs whose episodes were capped below the benchmark's 108,000 frames "
+        "(e.g. the debug preset) in the human-normalized aggregates and plots",
+    )
+    parser.add_argument(
         "--curve-bins",
         type=int,
         default=40,
@@ -84,10 +93,108 @@ def _check_distinct_seeds(runs: Sequence[RunResult]) -> None:
         first_of[key] = result.path
 
 
-def _load_inputs(args: argparse.Namespace) -> tuple[list[RunResult], list[Method]]:
-    """Our runs, and the methods to report: ours (if any runs), score files, references."""
+def _say(text: str) -> None:
+    print(f"storm-wm report: {text}", file=sys.stderr)
+
+
+def _usable_runs(paths: Sequence[Path]) -> list[RunResult]:
+    """Load the run directories, skipping (with one line each) those not evaluated or only
+    partly, and warning about evaluations older than their run's last step."""
+    from storm_wm.analysis.runs import has_eval, load_run
+
+    runs = []
+    skipped = []
+    for path in paths:
+        if not has_eval(path) and not any(child.is_dir() and has_eval(child) for child in
+                                           path.iterdir()):  # fmt: skip
+            _say(f"skipping {path}: no eval.json (evaluate it with `storm-wm eval {path}`)")
+            skipped.append(path)
+            continue
+        result = load_run(path)  # a directory of run directories fails with a hint
+        evaluation = result.evaluation
+        if evaluation is not None and evaluation.partial:
+            _say(
+                f"skipping {path}: its eval.json is partial (interrupted); re-run "
+                f"`storm-wm eval {path}`"
+            )
+            skipped.append(path)
+            continue
+        if result.stale:
+            _say(
+                f"warning: {path}/eval.json scores step {evaluation.step}, but the run reached "
+                f"step {result.last_step}; re-run `storm-wm eval {path}` for its final score"
+            )
+        runs.append(result)
+    if paths and not runs:
+        names = ", ".join(str(path) for path in skipped)
+        raise StormError(
+            f"no evaluated run among {names}: each has no eval.json or a partial one; run "
+            "`storm-wm eval` on them first"
+        )
+    return runs
+
+
+def _describe_setup(key: tuple[str, str, str, bool], varying: Sequence[int]) -> str:
+    preset, protocol, bookkeeping, comparable = key
+    parts = [
+        f"preset {preset}",
+        f"{protocol} protocol",
+        f"{bookkeeping} bookkeeping",
+        "full-length episodes" if comparable else "capped episodes",
+    ]
+    return ", ".join(parts[index] for index in varying)
+
+
+def _group_runs(
+    runs: Sequence[RunResult], label: str, include_capped: bool
+) -> list[tuple[Method, list[RunResult]]]:
+    """Our runs as methods. Runs of one game from different setups (preset, protocol, eval
+    bookkeeping, episode cap) are never averaged as seeds of one method: when a game has
+    runs of two setups, every setup becomes a method of its own."""
     from storm_wm.analysis.report import Method
-    from storm_wm.analysis.runs import load_run
+    from storm_wm.analysis.scores import has_normalizers
+
+    groups: dict[tuple[str, str, str, bool], list[RunResult]] = {}
+    for result in runs:
+        groups.setdefault(result.method_key, []).append(result)
+    setups_of_game: dict[str, set] = {}
+    for result in runs:
+        setups_of_game.setdefault(result.game, set()).add(result.method_key)
+    if all(len(setups) == 1 for setups in setups_of_game.values()):
+        groups = {("", "", "", True): list(runs)}
+        keys = list(groups)
+        varying: list[int] = []
+    else:
+        keys = sorted(groups, key=lambda key: (not key[3], -len(groups[key]), key))
+        varying = [index for index in range(4) if len({key[index] for key in keys}) > 1]
+        described = "; ".join(f"[{_describe_setup(key, varying)}]" for key in keys)
+        _say(f"runs of {len(keys)} setups are reported as separate methods: {described}")
+    methods = []
+    for key in keys:
+        members = groups[key]
+        _check_distinct_seeds(members)
+        scores: dict[str, list[float]] = {}
+        capped: dict[str, str] = {}
+        for result in members:
+            scores.setdefault(result.game, []).append(result.score)
+            evaluation = result.evaluation
+            if evaluation is not None and evaluation.capped and has_normalizers(result.game):
+                capped[result.game] = evaluation.capped_reason
+        name = label if len(keys) == 1 else f"{label} [{_describe_setup(key, varying)}]"
+        origin = "from run directories (the `mean` of each eval.json)"
+        if include_capped and capped:
+            origin += f"; capped episodes on {', '.join(sorted(capped))}, included as asked"
+            capped = {}
+        methods.append((Method(name, scores, origin, capped=capped), members))
+    return methods
+
+
+def _load_inputs(
+    args: argparse.Namespace,
+) -> tuple[list[RunResult], list[RunResult], list[Method]]:
+    """Our runs, the primary method's runs (for learning curves), and the methods to report:
+    ours (one per setup), score files, references."""
+    from storm_wm.analysis.report import Method
     from storm_wm.analysis.scores import REFERENCE_LABELS, load_reference, load_score_file
 
     # loaded first, so that a misspelt name fails before any run directory is read
@@ -96,7 +203,7 @@ def _load_inputs(args: argparse.Namespace) -> tuple[list[RunResult], list[Method
         for name in dict.fromkeys(name.strip() for name in args.reference.split(","))
         if name
     ]
-    runs = []
+    run_paths = []
     score_files = []
     seen: set[Path] = set()
     for text in args.inputs:
@@ -107,18 +214,17 @@ def _load_inputs(args: argparse.Namespace) -> tuple[list[RunResult], list[Method
             raise StormError(f"{path} is given twice; pass each run directory or file once")
         seen.add(path.resolve())
         if path.is_dir():
-            runs.append(load_run(path))
+            run_paths.append(path)
         else:
             score_files.append(Method(path.stem, load_score_file(path), f"from score file {path}"))
-    _check_distinct_seeds(runs)
+    runs = _usable_runs(run_paths)
 
     methods = []
+    primary_runs: list[RunResult] = []
     if runs:
-        our_scores: dict[str, list[float]] = {}
-        for result in runs:
-            our_scores.setdefault(result.game, []).append(result.score)
-        origin = "from run directories (the `mean` of each eval.json)"
-        methods.append(Method(args.label, our_scores, origin))
+        groups = _group_runs(runs, args.label, args.include_capped)
+        primary_runs = groups[0][1]
+        methods += [method for method, _ in groups]
     methods += score_files
     for name, scores in references:
         origin = f"published scores ({name}.json in the package data)"
@@ -129,7 +235,7 @@ def _load_inputs(args: argparse.Namespace) -> tuple[list[RunResult], list[Method
             raise StormError(
                 f"two methods are named {label!r}; rename the score file or pick another --label"
             )
-    return runs, methods
+    return runs, primary_runs, methods
 
 
 def run(args: argparse.Namespace) -> int:
@@ -141,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
         raise StormError("--bootstrap-samples must be at least 1 (5000 is the usual choice)")
     if args.curve_bins < 1:
         raise StormError("--curve-bins must be at least 1")
-    runs, methods = _load_inputs(args)
+    runs, primary_runs, methods = _load_inputs(args)
     report = build_report(
         methods[0],
         methods[1:],
@@ -149,6 +255,7 @@ def run(args: argparse.Namespace) -> int:
         bootstrap_samples=args.bootstrap_samples,
         seed=args.seed,
         curve_bins=args.curve_bins,
+        curve_runs=primary_runs,
     )
     try:
         written = write_report(report, args.out)

@@ -9,6 +9,7 @@ directory, so the same call starts a new run or resumes a killed one.
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import shlex
 import signal
@@ -40,8 +41,16 @@ class Outcome:
 
 
 def run_is_finished(run_dir: Path) -> bool:
-    """A run is finished when it has been evaluated: eval.json is written last."""
-    return (run_dir / "eval.json").is_file()
+    """A run is finished when it has been evaluated: eval.json is written last. An evaluation
+    cut short by Ctrl-C (marked partial) does not count."""
+    path = run_dir / "eval.json"
+    if not path.is_file():
+        return False
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return True  # unreadable but present: as before, the run's outcome says more
+    return not (isinstance(record, dict) and record.get("partial") is True)
 
 
 def resumes(run_dir: Path) -> bool:
