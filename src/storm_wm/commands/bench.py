@@ -8,9 +8,13 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from storm_wm.config import PRESETS, build_config, parse_overrides
 from storm_wm.errors import StormError
+
+if TYPE_CHECKING:
+    from storm_wm.benchmark.end_to_end import LoopSettings
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -44,6 +48,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     parser.add_argument("--profile", action="store_true", help="also list each phase's top ops")
     parser.add_argument(
+        "--loop-steps", type=int, default=None, metavar="N",
+        help="also time N environment steps of the real training loop (acting, environment, "
+        "updates, logging, checkpoints) after its warm-up; default: 500 on a GPU, 0 (skip) on a "
+        "CPU, where a paper-preset step takes about half a minute",
+    )  # fmt: skip
+    parser.add_argument(
+        "--loop-warmup", type=int, default=100, metavar="N",
+        help="environment steps with updates run, untimed, before the loop's timed steps (after "
+        "the preset's random warm-up; default 100)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--loop-variants", default="eager,compiled", metavar="LIST",
+        help="loop variants to time, in one run: eager, compiled (--train.compile true) or both "
+        "(default)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--concurrent", default="", metavar="LIST",
+        help="also time the loop with this many training processes sharing the device at once, "
+        "e.g. 1,2,4: their aggregate environment steps/s (default: none)",
+    )  # fmt: skip
+    parser.add_argument(
         "--json", type=Path, default=None, metavar="FILE", help="also write every figure as JSON"
     )
     parser.set_defaults(func=run, accepts_overrides=True)
@@ -56,9 +81,43 @@ def _command_line(args: argparse.Namespace) -> str:
         "--precision", args.precision, "--repeats", str(args.repeats),
         "--warmup", str(args.warmup),
         *(["--threads", str(args.threads)] if args.threads is not None else []),
-        *(["--profile"] if args.profile else []), *args.overrides,
+        *(["--profile"] if args.profile else []),
+        *(["--loop-steps", str(args.loop_steps)] if args.loop_steps is not None else []),
+        "--loop-warmup", str(args.loop_warmup), "--loop-variants", args.loop_variants,
+        *(["--concurrent", args.concurrent] if args.concurrent else []), *args.overrides,
     ]  # fmt: skip
     return shlex.join(words)
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(word) for word in text.split(",") if word.strip())
+    except ValueError:
+        counts = (0,)
+    if any(count < 1 for count in counts):
+        raise StormError(f"--concurrent {text}: give run counts of 1 or more, e.g. 1,2,4")
+    return counts
+
+
+def loop_settings(args: argparse.Namespace, device) -> LoopSettings | None:
+    """The end-to-end loop's settings from the command line; None when it is skipped."""
+    from storm_wm.benchmark.end_to_end import VARIANTS, LoopSettings
+
+    steps = args.loop_steps
+    if steps is None:
+        steps = 0 if device.type == "cpu" else 500
+    if steps < 0 or args.loop_warmup < 0:
+        raise StormError("--loop-steps and --loop-warmup must be 0 or more")
+    variants = tuple(word.strip() for word in args.loop_variants.split(",") if word.strip())
+    unknown = [variant for variant in variants if variant not in VARIANTS]
+    if unknown or not variants:
+        raise StormError(f"--loop-variants {args.loop_variants}: choose from {', '.join(VARIANTS)}")
+    concurrent = _counts(args.concurrent)
+    if steps == 0:
+        if concurrent:
+            raise StormError("--concurrent times the training loop: give --loop-steps N too")
+        return None
+    return LoopSettings(steps, args.loop_warmup, variants, concurrent)
 
 
 def _log(message: str) -> None:
@@ -90,9 +149,10 @@ def run(args: argparse.Namespace) -> int:
     config = build_config(args.preset, overrides)
     device = resolve_device(config.device)
     dtype = resolve_precision(config.precision, device)
+    loop = loop_settings(args, device)
     result = run_benchmark(
         config, device, dtype, repeats=args.repeats, warmup=args.warmup, profile=args.profile,
-        command=_command_line(args), log=_log,
+        command=_command_line(args), log=_log, loop=loop, overrides=overrides,
     )  # fmt: skip
     print(format_table(result))
     if args.json is not None:
