@@ -164,8 +164,12 @@ def run_end_to_end(
     preset: str,
     overrides: dict[str, str],
     log: Callable[[str], None],
+    on_progress: Callable[[dict[str, Any]], None] = lambda figures: None,
 ) -> dict[str, Any]:
-    """Every variant in this process, then each concurrent count; the JSON's `end_to_end`."""
+    """Every variant in this process, then each concurrent count; the JSON's `end_to_end`.
+
+    `on_progress` receives the figures so far after each variant and count (a caller stopped
+    part-way, by a time limit, keeps what was measured)."""
     timed_from, total, checkpoint_every = loop_schedule(config, settings)
     result: dict[str, Any] = {
         "timed_from_step": timed_from, "last_step": total,
@@ -178,6 +182,7 @@ def run_end_to_end(
             log(f"end to end, {variant}: training steps 0..{total}, timed from {timed_from}")
             run_dir = Path(temporary) / variant
             result["variants"][variant] = run_variant(config, settings, variant, device, run_dir)
+            on_progress(result)
         for count in settings.concurrent:
             log(f"end to end, {count} concurrent run(s) sharing {device}")
             directory = Path(temporary) / f"concurrent_{count}"
@@ -185,11 +190,16 @@ def run_end_to_end(
             result["concurrent"][str(count)] = run_concurrent(
                 config, settings, preset, overrides, count, directory
             )
-    single = result["concurrent"].get("1")
-    for entry in result["concurrent"].values():
+            _speedups(result["concurrent"])
+            on_progress(result)
+    return result
+
+
+def _speedups(concurrent: dict[str, dict[str, Any]]) -> None:
+    single = concurrent.get("1")
+    for entry in concurrent.values():
         entry["speedup_over_one_run"] = (
             entry["aggregate_steps_per_second"] / single["aggregate_steps_per_second"]
             if single
             else None
         )
-    return result

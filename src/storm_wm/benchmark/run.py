@@ -113,11 +113,13 @@ def run_benchmark(
     log: Callable[[str], None] = _quiet,
     loop: LoopSettings | None = None,
     overrides: dict[str, str] | None = None,
+    on_figures: Callable[[BenchResult], None] = lambda result: None,
 ) -> BenchResult:
     """Times each phase of a training step at `config` on `device` in `dtype` (see BenchResult).
 
     With `loop`, then times the real training loop end to end (benchmark/end_to_end.py);
     `overrides` (with `config.preset`) rebuild `config` in the concurrent runs' processes.
+    `on_figures` receives the result after the phases and again after each loop measurement.
     """
     load_start = load_average()
     date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
@@ -163,13 +165,7 @@ def run_benchmark(
     if device.type == "cuda":
         torch.cuda.empty_cache()  # room for the concurrent runs' processes
 
-    end_to_end = None
-    if loop is not None:
-        end_to_end = run_end_to_end(
-            config, loop, device, preset=config.preset, overrides=overrides or {}, log=log
-        )
-
-    return BenchResult(
+    result = BenchResult(
         command=command, date=date, preset=config.preset, game=config.env.game,
         num_actions=num_actions, device=str(device), device_name=device_description(device),
         precision=precision_name(dtype), torch_version=torch.__version__, cpu=cpu,
@@ -178,5 +174,17 @@ def run_benchmark(
         phases={name: recorder.result(name) for name in (*TRAINING_PHASES, "act")},
         env_step_seconds=env_step_seconds, train_every=config.train.train_every,
         replay_frames=replay_frames, replay_bytes=replay_size,
-        peak_rss_bytes=peak_rss, notes=notes, profile=profiles, end_to_end=end_to_end,
+        peak_rss_bytes=peak_rss, notes=notes, profile=profiles,
     )  # fmt: skip
+    on_figures(result)
+    if loop is not None:
+
+        def progress(figures: dict) -> None:
+            result.end_to_end = figures
+            on_figures(result)
+
+        result.end_to_end = run_end_to_end(
+            config, loop, device, preset=config.preset, overrides=overrides or {}, log=log,
+            on_progress=progress,
+        )  # fmt: skip
+    return result

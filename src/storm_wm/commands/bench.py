@@ -130,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
     from storm_wm.benchmark.run import run_benchmark
     from storm_wm.benchmark.table import format_table
     from storm_wm.device import resolve_device, resolve_precision
+    from storm_wm.persistence.atomic import write_text_atomically
 
     if args.repeats < 1 or args.warmup < 0:
         raise StormError("--repeats must be at least 1 and --warmup at least 0")
@@ -150,11 +151,18 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(config.device)
     dtype = resolve_precision(config.precision, device)
     loop = loop_settings(args, device)
+
+    def write_json(result) -> None:
+        """Written after the phases and after each loop measurement: a run stopped part-way
+        (a time limit) keeps what it measured."""
+        if args.json is not None:
+            write_text_atomically(args.json, json.dumps(result.to_dict(), indent=2) + "\n")
+
     result = run_benchmark(
         config, device, dtype, repeats=args.repeats, warmup=args.warmup, profile=args.profile,
         command=_command_line(args), log=_log, loop=loop, overrides=overrides,
+        on_figures=write_json,
     )  # fmt: skip
     print(format_table(result))
-    if args.json is not None:
-        args.json.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    write_json(result)
     return 0
