@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from storm_wm.benchmark.end_to_end import shared_cpu_environment
 from storm_wm.benchmark.run_metrics import episode_returns, read_records, window_rate
 
 GAMES = ("Pong", "Breakout", "Boxing", "MsPacman")
@@ -296,8 +297,9 @@ def run_training(plan: Plan, out: Path, work: Path, seconds: float) -> dict[str,
         command = [sys.executable, "-m", "storm_wm.cli", "train", *plan.train_arguments,
                    "--env.game", game, "--run-dir", str(run_dir), "--no-progress"]  # fmt: skip
         process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=shared_cpu_environment(len(GAMES)),
+        )  # fmt: skip
         runs[game] = (process, log, run_dir, command)
     started = time.monotonic()
     deadline = started + seconds

@@ -121,6 +121,14 @@ def _train_command(
     ]  # fmt: skip
 
 
+def shared_cpu_environment(runs: int) -> dict[str, str]:
+    """The environment of one of `runs` processes sharing this machine: its share of the cores
+    for PyTorch's CPU threads (unless OMP_NUM_THREADS is set), so they do not oversubscribe."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (cores or 1) // runs))
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": threads}
+
+
 def run_concurrent(
     config: Config,
     settings: LoopSettings,
@@ -136,7 +144,7 @@ def run_concurrent(
     for seed, run_dir in enumerate(runs, start=1):
         log = (directory / f"run_{seed}.log").open("w")
         command = _train_command(preset, overrides, seed, run_dir, total, checkpoint_every)
-        environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        environment = shared_cpu_environment(count)
         processes.append((subprocess.Popen(command, stdout=log, stderr=log, env=environment), log))
     failures = []
     for (process, log), run_dir in zip(processes, runs, strict=True):

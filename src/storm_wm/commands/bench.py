@@ -23,7 +23,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="time and FLOP-count each phase of a training step",
         description="Time each phase of a training step (world-model update, imagination, agent "
         "update), the acting step and the environment at a preset, as medians after warm-up; "
-        "count their FLOPs; measure the fp32 and bf16 matrix-product peaks in the same run. Any "
+        "count their FLOPs; measure the fp32 and bf16 matrix-product peaks in the same run; then "
+        "(--loop-steps, on by default on a GPU) time the real training loop end to end, eager "
+        "and compiled, and (--concurrent) several runs sharing the device. Any "
         "config field can be overridden with a dotted option, e.g. --agent.imagination_batch 256.",
         allow_abbrev=False,
     )
