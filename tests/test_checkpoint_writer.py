@@ -151,3 +151,16 @@ def test_sync_and_async_checkpoints_hold_the_same_state(tmp_path: Path, one_thre
     assert states[True]["loop"] == {**states[False]["loop"], "frame": states[True]["loop"]["frame"]}
     assert torch.equal(states[True]["loop"]["frame"], states[False]["loop"]["frame"])
     assert states[True]["replay"] == states[False]["replay"]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_async_checkpoints_of_a_cuda_run_hold_host_copies(tmp_path: Path):
+    """On CUDA the state is copied to host memory on the training thread, then written."""
+    config = build_config("toy", {**TINY, "device": "cuda"})
+    compose.train(config, tmp_path / "run", show_progress=False)
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "step_000000060.ckpt")
+    assert state["loop"]["step"] == 60
+    weights = list(state["world_model"].values())
+    assert weights and all(tensor.device.type == "cpu" for tensor in weights)
+    assert all(torch.isfinite(tensor).all() for tensor in weights if tensor.is_floating_point())
