@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from storm_wm.benchmark.device_check import GAMES, OUTPUT_FILES
+from storm_wm.benchmark.device_check import GAMES, GPU_PLAN, OUTPUT_FILES
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "device-check.sh"
@@ -86,3 +86,29 @@ def test_dry_run_runs_every_stage_and_records_them(tmp_path):
     assert table[-1].strip().startswith("in all")
     assert [line.split()[0] for line in table[-1 - len(GAMES) : -1]] == list(GAMES)
     assert (out / "table.txt").read_text().strip().splitlines()[-1] == table[-1]
+
+
+def test_the_gpu_plan_parses_into_the_intended_bench_and_training():
+    """The GPU stages cannot run here; their command lines can at least be read as intended."""
+    import types
+
+    from storm_wm.cli import build_parser
+    from storm_wm.commands.bench import loop_settings
+    from storm_wm.commands.train import config_from_args
+    from storm_wm.config import parse_overrides
+
+    parser = build_parser()
+    args, extra = parser.parse_known_args(["bench", *GPU_PLAN.bench_arguments])
+    args.overrides = extra
+    assert args.device == "cuda" and parse_overrides(extra) == {
+        "train.warmup_steps": "256", "train.log_every": "50",
+    }  # fmt: skip
+    settings = loop_settings(args, types.SimpleNamespace(type="cuda"))
+    assert (settings.steps, settings.warmup) == (200, 50)
+    assert settings.variants == ("eager", "compiled") and settings.concurrent == (1, 2, 4)
+
+    args, extra = parser.parse_known_args(["train", *GPU_PLAN.train_arguments])
+    args.overrides = extra
+    config = config_from_args(args)
+    assert config.preset == "atari100k" and config.device == "cuda"
+    assert config.train.steps == 100_000 and config.train.log_every == 50
