@@ -9,8 +9,11 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from storm_wm.benchmark.end_to_end import LoopSettings, loop_schedule
 from storm_wm.benchmark.flops import count_flops
+from storm_wm.benchmark.run_metrics import episode_returns, window_rate
 from storm_wm.cli import main
+from storm_wm.config import build_config
 
 PHASES = ("world_model_update", "imagination", "agent_update")
 POSITIVE = (
@@ -91,3 +94,127 @@ def test_bench_refuses_cuda_without_cuda_in_one_line(capsys):
 def test_bench_rejects_a_bad_override_in_one_line(capsys):
     assert main(["bench", "--preset", "debug", "--agent.no_such_field", "1"]) == 2
     assert "unknown config field" in capsys.readouterr().err
+
+
+# The end-to-end loop at a scale that runs in seconds: tiny networks on toy:catch.
+TINY = {
+    "train.warmup_steps": 40, "train.log_every": 20, "train.checkpoint_every": 1000,
+    "world_model.batch_size": 2, "world_model.sequence_length": 8, "agent.imagination_batch": 4,
+    "env.image_size": 16, "world_model.channels": "4,4,4,4", "world_model.hidden": 16,
+    "world_model.heads": 2, "world_model.feedforward": 16, "world_model.head_hidden": 16,
+    "world_model.categoricals": 4, "world_model.classes": 4, "world_model.bins": 15,
+    "agent.bins": 15, "agent.hidden": 16, "train.diagnostics_every": 0, "train.video_every": 0,
+}  # fmt: skip
+TINY_ARGS = [word for name, value in TINY.items() for word in (f"--{name}", str(value))]
+
+
+def test_window_rate_from_logged_rates_worked_by_hand():
+    # Records at steps 100 and 200, logged 10 s and 15 s after training started: the rate each
+    # carries is steps / seconds since the start; between them 100 steps took 5 s.
+    records = [
+        {"step": 50, "env/episode_return": 3.0},
+        {"step": 100, "train/steps_per_second": 100 / 10, "train/updates": 50},
+        {"step": 200, "train/steps_per_second": 200 / 15, "train/updates": 150},
+        {"step": 210, "env/episode_return": -1.0},
+    ]
+    rate = window_rate(records, from_step=100)
+    assert (rate.first_step, rate.last_step, rate.steps) == (100, 200, 100)
+    assert rate.seconds == pytest.approx(5.0)
+    assert rate.steps_per_second == pytest.approx(20.0)
+    assert rate.updates_per_second == pytest.approx(20.0)
+    assert window_rate(records, from_step=101) is None  # one record left: no window
+    assert episode_returns(records) == [3.0, -1.0]
+
+
+def test_loop_schedule_times_whole_log_intervals_after_the_first_update():
+    config = build_config("toy", {})  # 300 random steps, a record every 100
+    settings = LoopSettings(steps=200, warmup=0)
+    # The first update is at step 301, so the first training record is at step 400.
+    assert loop_schedule(config, settings) == (400, 600, 100)
+    assert loop_schedule(config, LoopSettings(steps=250, warmup=150)) == (500, 800, 125)
+
+
+@pytest.fixture(scope="module")
+def loop_figures(tmp_path_factory) -> dict:
+    """The real loop, eager, alone and as two concurrent processes, at a tiny scale."""
+    path = tmp_path_factory.mktemp("bench_loop") / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "storm_wm.cli", "bench", "--preset", "toy", *TINY_ARGS,
+         "--repeats", "1", "--warmup", "0", "--threads", "1", "--loop-steps", "40",
+         "--loop-warmup", "0", "--loop-variants", "eager", "--concurrent", "1,2",
+         "--json", str(path)],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "training loop end to end" in result.stdout and "2 concurrent run(s)" in result.stdout
+    return json.loads(path.read_text())["end_to_end"]
+
+
+@pytest.mark.slow  # four processes start torch: over a minute here
+def test_bench_times_the_training_loop_end_to_end(loop_figures):
+    figures = loop_figures
+    # 40 random steps; updates from step 41; records every 20 steps: timed 60..100.
+    assert (figures["timed_from_step"], figures["last_step"]) == (60, 100)
+    assert figures["checkpoint_every"] == 20  # lowered so that the window holds checkpoints
+    eager = figures["variants"]["eager"]
+    assert set(figures["variants"]) == {"eager"} and eager["compile"] is False
+    assert (eager["first_step"], eager["last_step"], eager["steps"]) == (60, 100, 40)
+    assert eager["checkpoints_in_window"] == 2  # those of steps 60 and 80
+    assert eager["steps_per_second"] == pytest.approx(40 / eager["seconds"])
+    assert eager["updates_per_second"] == pytest.approx(eager["steps_per_second"])  # every step
+    assert eager["peak_memory_bytes"] > 0 and eager["peak_memory_kind"] == "process resident"
+    assert eager["hours_per_100k_steps"] == pytest.approx(1e5 / eager["steps_per_second"] / 3600)
+
+
+@pytest.mark.slow  # four processes start torch: over a minute here
+def test_bench_sums_the_rates_of_concurrent_runs(loop_figures):
+    concurrent = loop_figures["concurrent"]
+    assert set(concurrent) == {"1", "2"}
+    assert [len(concurrent[count]["per_run"]) for count in ("1", "2")] == [1, 2]
+    two = concurrent["2"]
+    assert two["aggregate_steps_per_second"] == pytest.approx(
+        sum(run["steps_per_second"] for run in two["per_run"])
+    )
+    assert all(run["steps"] == 40 for run in two["per_run"])
+    assert concurrent["1"]["speedup_over_one_run"] == 1.0
+    assert two["speedup_over_one_run"] == pytest.approx(
+        two["aggregate_steps_per_second"] / concurrent["1"]["aggregate_steps_per_second"]
+    )
+
+
+@pytest.mark.slow
+def test_bench_times_eager_and_compiled_loops_in_one_run(tmp_path):
+    """Compiling on a CPU takes minutes, hence slow; the compiled run is a real train.compile."""
+    path = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "storm_wm.cli", "bench", "--preset", "toy", *TINY_ARGS,
+         "--repeats", "1", "--warmup", "0", "--threads", "1", "--loop-steps", "40",
+         "--loop-warmup", "0", "--json", str(path)],
+        capture_output=True, text=True, timeout=1200,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    variants = json.loads(path.read_text())["end_to_end"]["variants"]
+    assert {name: run["compile"] for name, run in variants.items()} == {
+        "eager": False, "compiled": True,
+    }  # fmt: skip
+    assert all(run["steps"] == 40 and run["steps_per_second"] > 0 for run in variants.values())
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--loop-steps", "40", "--loop-variants", "fast"], "choose from eager, compiled"),
+        (["--loop-steps", "40", "--concurrent", "0"], "run counts of 1 or more"),
+        (["--loop-steps", "40", "--concurrent", "two"], "run counts of 1 or more"),
+        (["--concurrent", "2"], "give --loop-steps N too"),
+        (["--loop-steps", "-1"], "must be 0 or more"),
+    ],
+)
+def test_bench_loop_options_are_checked_in_one_line(options, message, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("the default --loop-steps differs with CUDA")
+    assert main(["bench", "--preset", "debug", "--device", "cpu", *options]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and message in error

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import psutil
@@ -327,3 +328,63 @@ def test_a_failing_run_is_retried_reported_and_the_others_finish(tmp_path):
     assert "1 finished, 1 failed" in result.stdout
     assert "failed: gym-CartPole-v1_seed1 after 2 attempts" in result.stdout
     assert report_games(out) == ["toy:catch"]
+
+
+@pytest.mark.parametrize("gpus", ["1.5", "-0.25", "nan"])
+def test_gpus_per_run_is_a_share_of_one_gpu_or_a_whole_number(gpus, tmp_path, capsys):
+    arguments = ["sweep", "--games", "Pong", "--backend", "ray", "--gpus-per-run", gpus]
+    assert main([*arguments, "--out", str(tmp_path / "sweep")]) == 2
+    error = capsys.readouterr().err
+    assert "give a share of one GPU from 0 to 1" in error and error.count("\n") == 1, error
+    assert not (tmp_path / "sweep").exists()
+
+
+class FakeRay(types.ModuleType):
+    """Just enough of Ray to see what the backend asks it for: a one-GPU, 16-CPU machine."""
+
+    def __init__(self, gpus: float = 1.0):
+        super().__init__("ray")
+        self.gpus, self.options_seen, self.init_arguments = gpus, [], None
+        self.exceptions = types.SimpleNamespace(RayTaskError=RuntimeError, RayError=RuntimeError)
+
+    def init(self, **arguments):
+        self.init_arguments = arguments
+
+    def cluster_resources(self):
+        return {"CPU": 16.0, "GPU": self.gpus}
+
+    def remote(self, function):
+        ray = self
+
+        class Remote:
+            def options(self, **options):
+                ray.options_seen.append(options)
+                return types.SimpleNamespace(remote=lambda *arguments: object())
+
+        return Remote()
+
+    def shutdown(self):
+        pass
+
+
+def test_ray_backend_asks_for_a_quarter_gpu_per_run_so_four_share_one(monkeypatch):
+    from storm_wm.sweep.ray_backend import RayBackend
+
+    fake = FakeRay(gpus=1.0)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    backend = RayBackend(None, 1, 0.25, None, run_count=4)
+    spec = types.SimpleNamespace(name="Pong_seed1")
+    for _ in range(4):
+        backend.submit(spec, attempt=1)
+    assert [options["num_gpus"] for options in fake.options_seen] == [0.25] * 4
+    assert all(options["num_cpus"] == 1 for options in fake.options_seen)
+    assert "CUDA_VISIBLE_DEVICES" not in backend._environment  # Ray sets it to the shared GPU
+    assert "1 CPU and 0.25 GPU per run" in backend.description
+
+
+def test_ray_backend_refuses_a_gpu_share_on_a_machine_without_gpus(monkeypatch):
+    from storm_wm.sweep.ray_backend import RayBackend
+
+    monkeypatch.setitem(sys.modules, "ray", FakeRay(gpus=0.0))
+    with pytest.raises(StormError, match="asks for 1 CPUs and 0.25 GPUs but this machine has"):
+        RayBackend(None, 1, 0.25, None, run_count=4)

@@ -66,6 +66,9 @@ class BenchResult:
     peak_rss_bytes: int
     notes: list[str] = field(default_factory=list)
     profile: dict[str, list] | None = None
+    end_to_end: dict | None = None
+    """The real training loop's rates by variant and by number of concurrent runs
+    (benchmark/end_to_end.py); None when not asked for."""
 
     @property
     def step_seconds(self) -> float:
@@ -130,4 +133,5 @@ class BenchResult:
             "peak_rss_bytes": self.peak_rss_bytes,
             "notes": self.notes,
             "profile": self.profile,
+            "end_to_end": self.end_to_end,
         }

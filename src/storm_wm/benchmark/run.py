@@ -8,6 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from storm_wm.benchmark.end_to_end import LoopSettings, run_end_to_end
 from storm_wm.benchmark.environment import environment_step_seconds
 from storm_wm.benchmark.flops import count_flops
 from storm_wm.benchmark.machine import (
@@ -110,8 +111,16 @@ def run_benchmark(
     profile: bool = False,
     command: str = "storm-wm bench",
     log: Callable[[str], None] = _quiet,
+    loop: LoopSettings | None = None,
+    overrides: dict[str, str] | None = None,
+    on_figures: Callable[[BenchResult], None] = lambda result: None,
 ) -> BenchResult:
-    """Times each phase of a training step at `config` on `device` in `dtype` (see BenchResult)."""
+    """Times each phase of a training step at `config` on `device` in `dtype` (see BenchResult).
+
+    With `loop`, then times the real training loop end to end (benchmark/end_to_end.py);
+    `overrides` (with `config.preset`) rebuild `config` in the concurrent runs' processes.
+    `on_figures` receives the result after the phases and again after each loop measurement.
+    """
     load_start = load_average()
     date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     torch.manual_seed(config.seed)
@@ -149,8 +158,14 @@ def run_benchmark(
         functions = {name: getattr(workload, name) for name in TRAINING_PHASES}
         functions["act"] = acting.act
         profiles = {name: top_operators(function, device) for name, function in functions.items()}
+        del functions
+    peak_rss = memory.process_peak()
+    replay_frames, replay_size = workload.replay.capacity, replay_bytes(workload.replay)
+    del workload, acting  # the loop's runs build their own models and replay
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # room for the concurrent runs' processes
 
-    return BenchResult(
+    result = BenchResult(
         command=command, date=date, preset=config.preset, game=config.env.game,
         num_actions=num_actions, device=str(device), device_name=device_description(device),
         precision=precision_name(dtype), torch_version=torch.__version__, cpu=cpu,
@@ -158,6 +173,18 @@ def run_benchmark(
         load_average_end=load_average(), peaks=peaks,
         phases={name: recorder.result(name) for name in (*TRAINING_PHASES, "act")},
         env_step_seconds=env_step_seconds, train_every=config.train.train_every,
-        replay_frames=workload.replay.capacity, replay_bytes=replay_bytes(workload.replay),
-        peak_rss_bytes=memory.process_peak(), notes=notes, profile=profiles,
+        replay_frames=replay_frames, replay_bytes=replay_size,
+        peak_rss_bytes=peak_rss, notes=notes, profile=profiles,
     )  # fmt: skip
+    on_figures(result)
+    if loop is not None:
+
+        def progress(figures: dict) -> None:
+            result.end_to_end = figures
+            on_figures(result)
+
+        result.end_to_end = run_end_to_end(
+            config, loop, device, preset=config.preset, overrides=overrides or {}, log=log,
+            on_progress=progress,
+        )  # fmt: skip
+    return result

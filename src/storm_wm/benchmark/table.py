@@ -71,6 +71,7 @@ def format_table(result: BenchResult) -> str:
         f"{_gigabytes(result.replay_bytes)}; process peak resident memory "
         f"{_gigabytes(result.peak_rss_bytes)}",
     ]
+    lines += _end_to_end_lines(result.end_to_end)
     for name, operators in (result.profile or {}).items():
         lines.append(f"top operators by self time, {name}:")
         lines += [
@@ -80,3 +81,28 @@ def format_table(result: BenchResult) -> str:
         ]
     lines += [f"note: {note}" for note in result.notes]
     return "\n".join(lines)
+
+
+def _end_to_end_lines(figures: dict | None) -> list[str]:
+    if not figures:
+        return []
+    lines = [
+        "",
+        f"training loop end to end (acting, environment, updates, logging, checkpoints every "
+        f"{figures['checkpoint_every']} steps), steps {figures['timed_from_step']}.."
+        f"{figures['last_step']} after {figures['random_warmup_steps']} random steps:",
+    ]
+    for name, run in figures["variants"].items():
+        lines.append(
+            f"  {name:<10}{run['steps_per_second']:>10.4g} env steps/s"
+            f"{run['updates_per_second']:>10.4g} updates/s  "
+            f"{run['hours_per_100k_steps']:.3g} h per 100k steps, peak memory "
+            f"{_gigabytes(run['peak_memory_bytes'])} ({run['peak_memory_kind']})"
+        )
+    for count, entry in figures["concurrent"].items():
+        speedup = entry["speedup_over_one_run"]
+        lines.append(
+            f"  {count} concurrent run(s): {entry['aggregate_steps_per_second']:.4g} env steps/s "
+            "in all" + (f", {speedup:.2f}x one run" if speedup is not None else "")
+        )
+    return lines

@@ -8,9 +8,13 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from storm_wm.config import PRESETS, build_config, parse_overrides
 from storm_wm.errors import StormError
+
+if TYPE_CHECKING:
+    from storm_wm.benchmark.end_to_end import LoopSettings
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -19,7 +23,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="time and FLOP-count each phase of a training step",
         description="Time each phase of a training step (world-model update, imagination, agent "
         "update), the acting step and the environment at a preset, as medians after warm-up; "
-        "count their FLOPs; measure the fp32 and bf16 matrix-product peaks in the same run. Any "
+        "count their FLOPs; measure the fp32 and bf16 matrix-product peaks in the same run; then "
+        "(--loop-steps, on by default on a GPU) time the real training loop end to end, eager "
+        "and compiled, and (--concurrent) several runs sharing the device. Any "
         "config field can be overridden with a dotted option, e.g. --agent.imagination_batch 256.",
         allow_abbrev=False,
     )
@@ -44,6 +50,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     parser.add_argument("--profile", action="store_true", help="also list each phase's top ops")
     parser.add_argument(
+        "--loop-steps", type=int, default=None, metavar="N",
+        help="also time N environment steps of the real training loop (acting, environment, "
+        "updates, logging, checkpoints) after its warm-up; default: 500 on a GPU, 0 (skip) on a "
+        "CPU, where a paper-preset step takes about half a minute",
+    )  # fmt: skip
+    parser.add_argument(
+        "--loop-warmup", type=int, default=100, metavar="N",
+        help="environment steps with updates run, untimed, before the loop's timed steps (after "
+        "the preset's random warm-up; default 100)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--loop-variants", default="eager,compiled", metavar="LIST",
+        help="loop variants to time, in one run: eager, compiled (--train.compile true) or both "
+        "(default)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--concurrent", default="", metavar="LIST",
+        help="also time the loop with this many training processes sharing the device at once, "
+        "e.g. 1,2,4: their aggregate environment steps/s (default: none)",
+    )  # fmt: skip
+    parser.add_argument(
         "--json", type=Path, default=None, metavar="FILE", help="also write every figure as JSON"
     )
     parser.set_defaults(func=run, accepts_overrides=True)
@@ -56,9 +83,43 @@ def _command_line(args: argparse.Namespace) -> str:
         "--precision", args.precision, "--repeats", str(args.repeats),
         "--warmup", str(args.warmup),
         *(["--threads", str(args.threads)] if args.threads is not None else []),
-        *(["--profile"] if args.profile else []), *args.overrides,
+        *(["--profile"] if args.profile else []),
+        *(["--loop-steps", str(args.loop_steps)] if args.loop_steps is not None else []),
+        "--loop-warmup", str(args.loop_warmup), "--loop-variants", args.loop_variants,
+        *(["--concurrent", args.concurrent] if args.concurrent else []), *args.overrides,
     ]  # fmt: skip
     return shlex.join(words)
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(word) for word in text.split(",") if word.strip())
+    except ValueError:
+        counts = (0,)
+    if any(count < 1 for count in counts):
+        raise StormError(f"--concurrent {text}: give run counts of 1 or more, e.g. 1,2,4")
+    return counts
+
+
+def loop_settings(args: argparse.Namespace, device) -> LoopSettings | None:
+    """The end-to-end loop's settings from the command line; None when it is skipped."""
+    from storm_wm.benchmark.end_to_end import VARIANTS, LoopSettings
+
+    steps = args.loop_steps
+    if steps is None:
+        steps = 0 if device.type == "cpu" else 500
+    if steps < 0 or args.loop_warmup < 0:
+        raise StormError("--loop-steps and --loop-warmup must be 0 or more")
+    variants = tuple(word.strip() for word in args.loop_variants.split(",") if word.strip())
+    unknown = [variant for variant in variants if variant not in VARIANTS]
+    if unknown or not variants:
+        raise StormError(f"--loop-variants {args.loop_variants}: choose from {', '.join(VARIANTS)}")
+    concurrent = _counts(args.concurrent)
+    if steps == 0:
+        if concurrent:
+            raise StormError("--concurrent times the training loop: give --loop-steps N too")
+        return None
+    return LoopSettings(steps, args.loop_warmup, variants, concurrent)
 
 
 def _log(message: str) -> None:
@@ -71,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
     from storm_wm.benchmark.run import run_benchmark
     from storm_wm.benchmark.table import format_table
     from storm_wm.device import resolve_device, resolve_precision
+    from storm_wm.persistence.atomic import write_text_atomically
 
     if args.repeats < 1 or args.warmup < 0:
         raise StormError("--repeats must be at least 1 and --warmup at least 0")
@@ -90,11 +152,19 @@ def run(args: argparse.Namespace) -> int:
     config = build_config(args.preset, overrides)
     device = resolve_device(config.device)
     dtype = resolve_precision(config.precision, device)
+    loop = loop_settings(args, device)
+
+    def write_json(result) -> None:
+        """Written after the phases and after each loop measurement: a run stopped part-way
+        (a time limit) keeps what it measured."""
+        if args.json is not None:
+            write_text_atomically(args.json, json.dumps(result.to_dict(), indent=2) + "\n")
+
     result = run_benchmark(
         config, device, dtype, repeats=args.repeats, warmup=args.warmup, profile=args.profile,
-        command=_command_line(args), log=_log,
+        command=_command_line(args), log=_log, loop=loop, overrides=overrides,
+        on_figures=write_json,
     )  # fmt: skip
     print(format_table(result))
-    if args.json is not None:
-        args.json.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    write_json(result)
     return 0

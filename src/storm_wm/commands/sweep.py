@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 from pathlib import Path
 
@@ -64,7 +65,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=None,
         metavar="G",
-        help="default: 1 where there are GPUs, else 0; 0.5 puts two runs on a GPU",
+        help="GPUs per run: a share of one, up to 1 (0.25 puts four runs on each GPU), or a "
+        "whole number; default: 1 where there are GPUs, else 0",
     )
     parser.add_argument(
         "--cpus-per-run",
@@ -90,13 +92,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run, accepts_overrides=True)  # fmt: skip
 
 
+def check_gpus_per_run(gpus: float | None) -> None:
+    """A share of one GPU, (0, 1], or a whole number of GPUs (0: none); Ray asks the same."""
+    if gpus is None:
+        return
+    if not math.isfinite(gpus) or gpus < 0 or (gpus > 1 and not gpus.is_integer()):
+        raise StormError(
+            f"--gpus-per-run {gpus:g}: give a share of one GPU from 0 to 1 (0.25 puts four runs "
+            "on each GPU) or a whole number of GPUs per run"
+        )
+
+
 def _check_arguments(args: argparse.Namespace) -> None:
     if args.address is not None and args.backend != "ray":
         raise StormError("--address names a Ray cluster; add --backend ray")
     if args.cpus_per_run < 1:
         raise StormError(f"--cpus-per-run must be at least 1, got {args.cpus_per_run}")
-    if args.gpus_per_run is not None and args.gpus_per_run < 0:
-        raise StormError(f"--gpus-per-run must be 0 or more, got {args.gpus_per_run:g}")
+    check_gpus_per_run(args.gpus_per_run)
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise StormError(f"--max-concurrent must be at least 1, got {args.max_concurrent}")
     if args.retries < 0:

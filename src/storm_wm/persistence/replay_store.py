@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import io
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,15 @@ _FIELDS = ("frames", "actions", "rewards", "terminations")
 
 class ReplayChunkError(CorruptCheckpointError):
     """A replay chunk a checkpoint lists is missing or damaged (the checkpoint may be fine)."""
+
+
+@dataclass(frozen=True)
+class PendingChunk:
+    """Copies of the steps first..stop-1, taken from the buffer, not yet on disk."""
+
+    first: int
+    stop: int
+    arrays: dict[str, np.ndarray]
 
 
 def chunk_name(first: int, stop: int) -> str:
@@ -50,19 +60,32 @@ class ReplayStore:
 
     def flush(self, replay: ReplayBuffer) -> None:
         """Appends the steps added since the last flush as one chunk (OSError if it cannot)."""
+        pending = self.take(replay)
+        if pending is not None:
+            self.write(pending)
+
+    def take(self, replay: ReplayBuffer) -> PendingChunk | None:
+        """Copies the steps added since the last flush (None if there are none), to `write` them
+        later, from another thread if need be: the buffer may go on changing meanwhile."""
         # Steps the ring already overwrote (checkpoint_every > capacity) are not needed anyway.
         first = max(self.flushed, replay.total_added - len(replay))
         stop = replay.total_added
         if first >= stop:
-            return
+            return None
+        return PendingChunk(first, stop, replay.steps(first, stop))
+
+    def write(self, pending: PendingChunk) -> None:
+        """Writes a chunk from `take` atomically and records it (OSError if it cannot)."""
         buffer = io.BytesIO()
-        np.savez(buffer, **replay.steps(first, stop))
+        np.savez(buffer, **pending.arrays)
         data = buffer.getbuffer()
         self.directory.mkdir(parents=True, exist_ok=True)
-        name = chunk_name(first, stop)
+        name = chunk_name(pending.first, pending.stop)
         write_atomically(self.directory / name, [data])
         sha256 = hashlib.sha256(data).hexdigest()
-        self.chunks.append({"name": name, "first": first, "stop": stop, "sha256": sha256})
+        self.chunks.append(
+            {"name": name, "first": pending.first, "stop": pending.stop, "sha256": sha256}
+        )
 
     def manifest(self, total: int) -> list[dict[str, Any]]:
         """The chunks that rebuild a buffer holding steps up to `total`: its newest `capacity`."""

@@ -45,7 +45,8 @@ class Components:
 
 
 def capture(config: Config, components: Components, state: LoopState) -> dict[str, Any]:
-    """The checkpoint payload (call after `replay_store.flush`, so its chunks are on disk)."""
+    """The checkpoint payload. Its `replay` entry lists the chunks written so far: a caller that
+    writes the newest chunk afterwards (run.compose, on the writer's thread) lists it then."""
     replay_total = components.replay.total_added
     return {
         "game": components.game,

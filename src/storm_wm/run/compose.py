@@ -18,6 +18,7 @@ from storm_wm.errors import StormError
 from storm_wm.hints import command
 from storm_wm.persistence.atomic import write_text_atomically
 from storm_wm.persistence.checkpoint import (
+    checkpoint_path,
     prune_checkpoints,
     read_header,
     save_checkpoint,
@@ -27,6 +28,7 @@ from storm_wm.persistence.lock import directory_lock
 from storm_wm.persistence.replay_store import ReplayStore
 from storm_wm.persistence.resume import check_resume_config, load_run_config, select_checkpoint
 from storm_wm.persistence.snapshot import Components, capture, restore
+from storm_wm.persistence.writer import CheckpointWriter, host_copy
 from storm_wm.replay import ReplayBuffer
 from storm_wm.run.estimate import announce_workload
 from storm_wm.run.signals import StopSignals
@@ -94,27 +96,50 @@ def check_training_settings(config: Config) -> None:
 
 
 def save_training_checkpoint(
-    run_dir: Path, config: Config, components: Components, state: LoopState
+    run_dir: Path,
+    config: Config,
+    components: Components,
+    state: LoopState,
+    writer: CheckpointWriter | None = None,
 ) -> Path:
-    """Appends the new replay steps as a chunk, writes the checkpoint, prunes old ones."""
+    """Appends the new replay steps as a chunk, writes the checkpoint, prunes old ones.
+
+    The state is captured here, on the training thread; with a `writer` the rest (the chunk,
+    then the checkpoint that lists it, then pruning) happens on its background thread and the
+    returned path exists once `writer.wait()` returns. Without one, all of it happens here.
+    """
+    writer = writer or CheckpointWriter(background=False)
+    writer.wait()  # the previous write's chunks are in `store.chunks`; its error surfaces here
     store = components.replay_store
-    try:
-        store.flush(components.replay)
-    except OSError as error:
-        raise StormError(write_failure_message(run_dir, "a replay chunk", error)) from None
+    pending_chunk = store.take(components.replay)
+    replay_total = components.replay.total_added
+    payload = host_copy(capture(config, components, state))
     summary = {
         "game": components.game,
         "num_actions": components.num_actions,
-        "replay_total": components.replay.total_added,
+        "replay_total": replay_total,
     }
-    path = save_checkpoint(run_dir, state.step, capture(config, components, state), summary)
-    kept = prune_checkpoints(run_dir, config.train.checkpoint_keep)
-    if config.train.checkpoint_keep > 0 and kept:
-        try:
-            oldest_total = int(read_header(kept[0][1])["replay_total"])
-        except (StormError, KeyError, ValueError):
-            return path  # an unreadable old checkpoint: keep every chunk
-        store.prune(oldest_total - components.replay.capacity)
+    step = state.step  # the loop goes on counting while the writer works
+    path = checkpoint_path(run_dir, step)
+
+    def write() -> None:
+        if pending_chunk is not None:
+            try:
+                store.write(pending_chunk)
+            except OSError as error:
+                raise StormError(write_failure_message(run_dir, "a replay chunk", error)) from None
+        # Listed only now: the chunk just written is on disk before the checkpoint naming it.
+        payload["replay"] = {"total": replay_total, "chunks": store.manifest(replay_total)}
+        save_checkpoint(run_dir, step, payload, summary)
+        kept = prune_checkpoints(run_dir, config.train.checkpoint_keep)
+        if config.train.checkpoint_keep > 0 and kept:
+            try:
+                oldest_total = int(read_header(kept[0][1])["replay_total"])
+            except (StormError, KeyError, ValueError):
+                return  # an unreadable old checkpoint: keep every chunk
+            store.prune(oldest_total - components.replay.capacity)
+
+    writer.submit(write)
     return path
 
 
@@ -218,11 +243,13 @@ def _train(config, run_dir, game, env, show_progress, resume) -> LoopState:
             f"{config.train.steps} steps on {device} ({dtype}) -> {run_dir}"
         )
         announce_workload(config, device, env)
-    with Logger(run_dir, resume_step) as logger, StopSignals() as stop:
+    writer = CheckpointWriter(background=config.train.async_checkpoints)
+    # The writer closes first: the last checkpoint is on disk (or its error raised) on return.
+    with Logger(run_dir, resume_step) as logger, StopSignals() as stop, writer:
 
         def save(loop_state: LoopState) -> None:
             logger.flush()  # TensorBoard's events up to the checkpoint are on disk with it
-            save_training_checkpoint(run_dir, config, components, loop_state)
+            save_training_checkpoint(run_dir, config, components, loop_state, writer)
 
         return train_loop(
             config, env, replay, components.trainer, components.policy, logger, components.rng,

@@ -1,0 +1,213 @@
+"""End-to-end speed: environment steps per second of the real training loop, everything included.
+
+Each variant (eager, compiled) is a real `storm-wm train` run in this process, on the preset's
+models and environment: the random warm-up steps, then `warmup` more steps with updates (where
+compilation, the allocator and the caches settle), then `steps` timed steps of acting, the
+environment, updates, metric logging and checkpoints (written as training writes them, with
+`checkpoint_every` lowered to half the timed steps if need be so that the window holds at least
+one). The rate is read from the run's own metrics.jsonl (benchmark/run_metrics.py), so it is
+the figure a user's run logs. Peak memory is the device's (CUDA: max_memory_allocated) or, on a
+CPU, the process's peak resident memory.
+
+With `concurrent` counts, that many runs are started at once as separate `storm-wm train`
+processes sharing the device (seeds 1..N), and their aggregate rate is the sum of each run's
+rate over its own timed window: the runs start together and do the same work, so the windows
+overlap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from storm_wm.benchmark.machine import PeakMemory
+from storm_wm.benchmark.run_metrics import read_records, window_rate
+from storm_wm.config import Config
+from storm_wm.errors import StormError
+
+VARIANTS: dict[str, bool] = {"eager": False, "compiled": True}
+"""Variant name -> train.compile."""
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    steps: int
+    """Environment steps timed, after the warm-ups."""
+    warmup: int
+    """Environment steps with updates run before timing starts (not timed)."""
+    variants: tuple[str, ...] = ("eager", "compiled")
+    concurrent: tuple[int, ...] = ()
+    """Numbers of runs to start at once for the aggregate rate (empty: none)."""
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def loop_schedule(config: Config, settings: LoopSettings) -> tuple[int, int, int]:
+    """(first timed step, last step, checkpoint_every): both ends fall on logged steps."""
+    train = config.train
+    # Updates, and with them training-metric records, start on the step after the random ones.
+    timed_from = _round_up(train.warmup_steps + settings.warmup + 1, train.log_every)
+    total = _round_up(timed_from + settings.steps, train.log_every)
+    checkpoint_every = min(train.checkpoint_every, max(1, settings.steps // 2))
+    return timed_from, total, checkpoint_every
+
+
+def _loop_config(config: Config, settings: LoopSettings, compile_: bool) -> Config:
+    _, total, checkpoint_every = loop_schedule(config, settings)
+    train = dataclasses.replace(
+        config.train, steps=total, checkpoint_every=checkpoint_every, compile=compile_
+    )
+    return dataclasses.replace(config, train=train)
+
+
+def _checkpoints_in(first: int, last: int, every: int) -> int:
+    """Checkpoints whose writing falls between the window's two records: steps in [first, last)
+    (the one at `first` is saved after that step's record is logged)."""
+    return len(range(_round_up(first, every), last, every))
+
+
+def _rate_figures(run_dir: Path, timed_from: int, checkpoint_every: int) -> dict[str, Any]:
+    rate = window_rate(read_records(run_dir / "metrics.jsonl"), timed_from)
+    if rate is None:
+        raise StormError(
+            f"the loop benchmark's run in {run_dir} logged no timed window; give more "
+            "--loop-steps (at least two train.log_every intervals)"
+        )
+    return {
+        **rate.to_dict(),
+        "checkpoints_in_window": _checkpoints_in(rate.first_step, rate.last_step, checkpoint_every),
+        "hours_per_100k_steps": 100_000 / rate.steps_per_second / 3600,
+    }
+
+
+def run_variant(
+    config: Config, settings: LoopSettings, variant: str, device: torch.device, run_dir: Path
+) -> dict[str, Any]:
+    """One in-process training run of `variant`; its rate over the timed window, peak memory."""
+    from storm_wm.run.compose import train
+
+    loop_config = _loop_config(config, settings, VARIANTS[variant])
+    timed_from, _, checkpoint_every = loop_schedule(config, settings)
+    memory = PeakMemory(device)
+    memory.reset()
+    train(loop_config, run_dir, show_progress=False)
+    return {
+        "compile": VARIANTS[variant],
+        **_rate_figures(run_dir, timed_from, checkpoint_every),
+        "peak_memory_bytes": memory.read(),
+        "peak_memory_kind": "device" if device.type == "cuda" else "process resident",
+    }
+
+
+def _train_command(
+    preset: str, overrides: dict[str, str], seed: int, run_dir: Path, total: int, every: int
+) -> list[str]:
+    words = [word for name, value in overrides.items() for word in (f"--{name}", value)]
+    return [
+        sys.executable, "-m", "storm_wm.cli", "train", "--preset", preset, "--seed", str(seed),
+        "--run-dir", str(run_dir), "--no-progress", *words, "--train.steps", str(total),
+        "--train.checkpoint_every", str(every),
+    ]  # fmt: skip
+
+
+def shared_cpu_environment(runs: int) -> dict[str, str]:
+    """The environment of one of `runs` processes sharing this machine: its share of the cores
+    for PyTorch's CPU threads (unless OMP_NUM_THREADS is set), so they do not oversubscribe."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (cores or 1) // runs))
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": threads}
+
+
+def run_concurrent(
+    config: Config,
+    settings: LoopSettings,
+    preset: str,
+    overrides: dict[str, str],
+    count: int,
+    directory: Path,
+) -> dict[str, Any]:
+    """`count` training processes at once; each one's window rate and their sum."""
+    timed_from, total, checkpoint_every = loop_schedule(config, settings)
+    runs = [directory / f"run_{seed}" for seed in range(1, count + 1)]
+    processes = []
+    for seed, run_dir in enumerate(runs, start=1):
+        log = (directory / f"run_{seed}.log").open("w")
+        command = _train_command(preset, overrides, seed, run_dir, total, checkpoint_every)
+        environment = shared_cpu_environment(count)
+        processes.append((subprocess.Popen(command, stdout=log, stderr=log, env=environment), log))
+    failures = []
+    for (process, log), run_dir in zip(processes, runs, strict=True):
+        code = process.wait()
+        log.close()
+        if code != 0:
+            lines = Path(log.name).read_text().strip().splitlines() or ["no output"]
+            failures.append(f"{run_dir.name} exited with {code}: {lines[-1]}")
+    if failures:
+        raise StormError(f"{count} concurrent runs: " + "; ".join(failures))
+    per_run = [_rate_figures(run_dir, timed_from, checkpoint_every) for run_dir in runs]
+    return {
+        "runs": count,
+        "aggregate_steps_per_second": sum(run["steps_per_second"] for run in per_run),
+        "aggregate_updates_per_second": sum(run["updates_per_second"] for run in per_run),
+        "per_run": per_run,
+    }
+
+
+def run_end_to_end(
+    config: Config,
+    settings: LoopSettings,
+    device: torch.device,
+    *,
+    preset: str,
+    overrides: dict[str, str],
+    log: Callable[[str], None],
+    on_progress: Callable[[dict[str, Any]], None] = lambda figures: None,
+) -> dict[str, Any]:
+    """Every variant in this process, then each concurrent count; the JSON's `end_to_end`.
+
+    `on_progress` receives the figures so far after each variant and count (a caller stopped
+    part-way, by a time limit, keeps what was measured)."""
+    timed_from, total, checkpoint_every = loop_schedule(config, settings)
+    result: dict[str, Any] = {
+        "timed_from_step": timed_from, "last_step": total,
+        "random_warmup_steps": config.train.warmup_steps,
+        "checkpoint_every": checkpoint_every, "log_every": config.train.log_every,
+        "variants": {}, "concurrent": {},
+    }  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="storm-wm-bench-loop-") as temporary:
+        for variant in settings.variants:
+            log(f"end to end, {variant}: training steps 0..{total}, timed from {timed_from}")
+            run_dir = Path(temporary) / variant
+            result["variants"][variant] = run_variant(config, settings, variant, device, run_dir)
+            on_progress(result)
+        for count in settings.concurrent:
+            log(f"end to end, {count} concurrent run(s) sharing {device}")
+            directory = Path(temporary) / f"concurrent_{count}"
+            directory.mkdir()
+            result["concurrent"][str(count)] = run_concurrent(
+                config, settings, preset, overrides, count, directory
+            )
+            _speedups(result["concurrent"])
+            on_progress(result)
+    return result
+
+
+def _speedups(concurrent: dict[str, dict[str, Any]]) -> None:
+    single = concurrent.get("1")
+    for entry in concurrent.values():
+        entry["speedup_over_one_run"] = (
+            entry["aggregate_steps_per_second"] / single["aggregate_steps_per_second"]
+            if single
+            else None
+        )

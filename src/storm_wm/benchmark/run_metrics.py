@@ -1,0 +1,78 @@
+"""Speed and returns of a training run, read back from its metrics.jsonl.
+
+Each training-metrics record carries `train/steps_per_second`, the steps since the process
+started over the seconds since then. So the time of a record is (step - start) / rate, and the
+rate between two records needs no clock of its own: (step_b - step_a) / (time_b - time_a). The
+same for `train/updates`. This reads any run, live or finished, without touching its loop.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class WindowRate:
+    """Environment steps and updates per second between two logged steps of one run."""
+
+    first_step: int
+    last_step: int
+    seconds: float
+    steps_per_second: float
+    updates_per_second: float
+
+    @property
+    def steps(self) -> int:
+        return self.last_step - self.first_step
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "steps": self.steps}
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl (a half-written last line is skipped)."""
+    records = []
+    if not Path(path).is_file():
+        return records
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def timed_records(records: list[dict], start_step: int = 0) -> list[tuple[int, float, float]]:
+    """(step, seconds since training started, updates so far) of each training-metrics record."""
+    timed = []
+    for record in records:
+        rate = record.get("train/steps_per_second")
+        if isinstance(rate, int | float) and rate > 0 and record["step"] > start_step:
+            seconds = (record["step"] - start_step) / rate
+            timed.append((int(record["step"]), seconds, float(record.get("train/updates", 0))))
+    return timed
+
+
+def window_rate(records: list[dict], from_step: int, start_step: int = 0) -> WindowRate | None:
+    """The rate from the first record at or after `from_step` to the last record; None if there
+    are not two such records."""
+    timed = [entry for entry in timed_records(records, start_step) if entry[0] >= from_step]
+    if len(timed) < 2:
+        return None
+    (first, first_seconds, first_updates), (last, last_seconds, last_updates) = timed[0], timed[-1]
+    seconds = last_seconds - first_seconds
+    if seconds <= 0:
+        return None
+    return WindowRate(
+        first_step=first, last_step=last, seconds=seconds,
+        steps_per_second=(last - first) / seconds,
+        updates_per_second=(last_updates - first_updates) / seconds,
+    )  # fmt: skip
+
+
+def episode_returns(records: list[dict]) -> list[float]:
+    """Every finished training episode's return, in order."""
+    return [float(r["env/episode_return"]) for r in records if "env/episode_return" in r]
