@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 import torch
 
+from storm_wm import atomic
 from storm_wm.acting import Policy
 from storm_wm.config import build_config
 from storm_wm.envs import make_env
 from storm_wm.errors import StormError
-from storm_wm.persistence import atomic, checkpoint
+from storm_wm.persistence import checkpoint
 from storm_wm.persistence.checkpoint import (
     MAGIC,
     CorruptCheckpointError,

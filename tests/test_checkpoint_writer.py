@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from storm_wm import atomic
 from storm_wm.config import build_config
 from storm_wm.errors import StormError
-from storm_wm.persistence import atomic
 from storm_wm.persistence.checkpoint import list_checkpoints, load_checkpoint
 from storm_wm.persistence.writer import CheckpointWriter, host_copy
 from storm_wm.run import compose

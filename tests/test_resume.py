@@ -23,10 +23,9 @@ import numpy as np
 import pytest
 import torch
 
-from storm_wm import cli
+from storm_wm import atomic, cli
 from storm_wm.config import build_config
 from storm_wm.errors import StormError
-from storm_wm.persistence import atomic
 from storm_wm.persistence.checkpoint import (
     find_checkpoint,
     list_checkpoints,

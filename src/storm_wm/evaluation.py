@@ -33,13 +33,13 @@ import torch
 
 from storm_wm.acting import Policy
 from storm_wm.analysis.scores import human_normalized
+from storm_wm.atomic import write_text_atomically
 from storm_wm.config import Config
 from storm_wm.device import autocast, resolve_device, resolve_precision
 from storm_wm.diagnostics import HORIZONS, WindowReservoir, open_loop_errors
 from storm_wm.envs import make_env, resolve_game
 from storm_wm.envs.catalog import GameSpec
 from storm_wm.errors import StormError
-from storm_wm.persistence.atomic import write_text_atomically
 from storm_wm.persistence.checkpoint import load_intact_checkpoint
 from storm_wm.training.trainer import Models, build_models
 from storm_wm.writable import check_writable

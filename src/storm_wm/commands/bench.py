@@ -129,10 +129,10 @@ def _log(message: str) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from storm_wm.atomic import write_text_atomically
     from storm_wm.benchmark.run import run_benchmark
     from storm_wm.benchmark.table import format_table
     from storm_wm.device import resolve_device, resolve_precision
-    from storm_wm.persistence.atomic import write_text_atomically
 
     if args.repeats < 1 or args.warmup < 0:
         raise StormError("--repeats must be at least 1 and --warmup at least 0")

@@ -28,9 +28,9 @@ from typing import Any
 
 import torch
 
+from storm_wm.atomic import write_atomically
 from storm_wm.errors import StormError
 from storm_wm.hints import command
-from storm_wm.persistence.atomic import write_atomically
 
 FORMAT_VERSION = 2
 MAGIC = b"storm-wm checkpoint\n"

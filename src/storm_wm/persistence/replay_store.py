@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from storm_wm.persistence.atomic import remove_temporary_files, write_atomically
+from storm_wm.atomic import remove_temporary_files, write_atomically
 from storm_wm.persistence.checkpoint import CorruptCheckpointError
 from storm_wm.replay import ReplayBuffer
 

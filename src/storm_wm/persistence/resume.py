@@ -17,10 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from storm_wm.atomic import remove_temporary_files
 from storm_wm.config import Config, from_dict, unknown_field
 from storm_wm.errors import StormError
 from storm_wm.hints import command
-from storm_wm.persistence.atomic import remove_temporary_files
 from storm_wm.persistence.checkpoint import (
     CorruptCheckpointError,
     checkpoint_dir,

@@ -11,12 +11,12 @@ import numpy as np
 import torch
 
 from storm_wm.acting import Policy
+from storm_wm.atomic import write_text_atomically
 from storm_wm.config import Config
 from storm_wm.device import cpu_has_fast_bf16, replay_device, resolve_device, resolve_precision
 from storm_wm.envs import make_env, resolve_game
 from storm_wm.errors import StormError
 from storm_wm.hints import command
-from storm_wm.persistence.atomic import write_text_atomically
 from storm_wm.persistence.checkpoint import (
     checkpoint_path,
     prune_checkpoints,

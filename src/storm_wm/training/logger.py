@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
+from storm_wm.atomic import write_text_atomically
 from storm_wm.errors import StormError
-from storm_wm.persistence.atomic import write_text_atomically
 from storm_wm.training.events import EventWriter
 
 
