@@ -1,7 +1,6 @@
 """`storm-wm eval`: whole episodes in parallel, final rewards counted, world-model figures."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,25 +12,9 @@ from storm_wm.config import build_config
 from storm_wm.diagnostics import WindowReservoir
 from storm_wm.envs import make_env
 from storm_wm.evaluation import play_episodes
-from storm_wm.persistence.checkpoint import save_checkpoint
 from storm_wm.training.trainer import build_models
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def make_run_dir(path: Path, step: int = 100, **overrides) -> Path:
-    """A run directory as `storm-wm train` leaves it, with an untrained debug model."""
-    config = build_config("debug", {"env.game": "toy:catch", "precision": "fp32", **overrides})
-    path.mkdir(parents=True, exist_ok=True)
-    config.save(path / "config.json")
-    torch.manual_seed(0)
-    models = build_models(config, 3, torch.device("cpu"))
-    save_checkpoint(path, step, {
-        "game": "toy:catch", "num_actions": 3, "config": config.to_dict(),
-        "world_model": models.world_model.state_dict(),
-        "actor_critic": models.actor_critic.state_dict(),
-    })  # fmt: skip
-    return path
 
 
 class PerfectPlayer:
@@ -73,7 +56,9 @@ def test_the_policy_context_holds_each_step_frame_not_copies_of_the_last():
     assert reservoir.offered == 2 * 4
 
 
-def test_eval_command_writes_protocol_policy_checkpoint_and_k_step_figures(tmp_path, capsys):
+def test_eval_command_writes_protocol_policy_checkpoint_and_k_step_figures(
+    tmp_path, capsys, make_run_dir
+):
     run_dir = make_run_dir(tmp_path / "run", step=100)
     make_run_dir(run_dir, step=200)  # a newer checkpoint that --checkpoint 100 must skip
     arguments = ["eval", str(run_dir), "--episodes", "3", "--protocol", "standard", "--greedy"]
@@ -93,7 +78,9 @@ def test_eval_command_writes_protocol_policy_checkpoint_and_k_step_figures(tmp_p
     assert "world model, open loop after 4 real frames" in capsys.readouterr().out
 
 
-def test_eval_defaults_to_the_run_protocol_sampled_actions_and_newest_checkpoint(tmp_path):
+def test_eval_defaults_to_the_run_protocol_sampled_actions_and_newest_checkpoint(
+    tmp_path, make_run_dir
+):
     run_dir = make_run_dir(tmp_path / "run", step=100)
     make_run_dir(run_dir, step=200)
     assert main(["eval", str(run_dir), "--episodes", "2", "--diagnostic-windows", "0"]) == 0
@@ -109,7 +96,9 @@ def test_eval_defaults_to_the_run_protocol_sampled_actions_and_newest_checkpoint
         (["--episodes", "0"], "--episodes must be positive"),
     ],
 )
-def test_eval_errors_are_one_line_with_what_to_do(tmp_path, capsys, arguments, message):
+def test_eval_errors_are_one_line_with_what_to_do(
+    tmp_path, capsys, arguments, message, make_run_dir
+):
     run_dir = make_run_dir(tmp_path / "run")
     assert main(["eval", str(run_dir), *arguments]) == 2
     error = capsys.readouterr().err.strip()
