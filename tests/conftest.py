@@ -1,7 +1,19 @@
-"""Fixtures shared by several test files."""
+"""Fixtures shared by several test files: thread count, and tiny untrained models and runs."""
+
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
+
+from storm_wm.config import Config, build_config
+from storm_wm.models import WorldModel
+from storm_wm.persistence.checkpoint import save_checkpoint
+from storm_wm.training.trainer import Models, build_models
+
+TINY_GAME = "toy:catch"
+TINY_ACTIONS = 3
+"""toy:catch's actions: left, stay, right."""
 
 
 @pytest.fixture
@@ -11,3 +23,48 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def build_tiny_models(**overrides) -> tuple[Config, Models]:
+    """The debug preset's models for toy:catch, fp32 on the CPU, initialised from seed 0."""
+    config = build_config("debug", {"env.game": TINY_GAME, "precision": "fp32", **overrides})
+    torch.manual_seed(0)
+    return config, build_models(config, TINY_ACTIONS, torch.device("cpu"))
+
+
+def build_tiny_world_model(**overrides) -> tuple[WorldModel, Config]:
+    """The world model of `build_tiny_models`, with the config it was built from."""
+    config, models = build_tiny_models(**overrides)
+    return models.world_model, config
+
+
+def write_tiny_run(path: Path, step: int = 100, **overrides) -> Path:
+    """A run directory as `storm-wm train` leaves it, with an untrained debug model saved at
+    `step` (calling again on the same directory adds a newer checkpoint)."""
+    config, models = build_tiny_models(**overrides)
+    path.mkdir(parents=True, exist_ok=True)
+    config.save(path / "config.json")
+    save_checkpoint(path, step, {
+        "game": TINY_GAME, "num_actions": TINY_ACTIONS, "config": config.to_dict(),
+        "world_model": models.world_model.state_dict(),
+        "actor_critic": models.actor_critic.state_dict(),
+    })  # fmt: skip
+    return path
+
+
+@pytest.fixture
+def tiny_models() -> Callable[..., tuple[Config, Models]]:
+    """Builds (config, models) as `build_tiny_models`; keyword arguments override config fields."""
+    return build_tiny_models
+
+
+@pytest.fixture
+def tiny_world_model() -> Callable[..., tuple[WorldModel, Config]]:
+    """Builds (world model, config) as `build_tiny_world_model`."""
+    return build_tiny_world_model
+
+
+@pytest.fixture
+def make_run_dir() -> Callable[..., Path]:
+    """Writes a tiny run directory as `write_tiny_run`."""
+    return write_tiny_run

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from storm_wm.config import build_config
 from storm_wm.diagnostics import (
     WindowReservoir,
     fitting_horizons,
@@ -16,7 +15,6 @@ from storm_wm.diagnostics import (
 from storm_wm.models.world_model import frames_to_input
 from storm_wm.replay import ReplayBuffer
 from storm_wm.training.logger import Logger
-from storm_wm.training.trainer import build_models
 from storm_wm.visualize.training import log_world_model_diagnostics
 
 CONTEXT = 2
@@ -25,12 +23,6 @@ LENGTH = CONTEXT + max(HORIZONS)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def tiny_world_model(**overrides):
-    config = build_config("debug", {"env.game": "toy:catch", **overrides})
-    torch.manual_seed(0)
-    return build_models(config, 3, torch.device("cpu")).world_model, config
 
 
 def windows(batch=3, seed=0):
@@ -50,7 +42,9 @@ def by_k(result):
     return {record["k"]: record for record in result["horizons"]}
 
 
-def test_a_decoder_that_returns_the_real_frames_has_zero_error_and_an_offset_the_known_mse():
+def test_a_decoder_that_returns_the_real_frames_has_zero_error_and_an_offset_the_known_mse(
+    tiny_world_model,
+):
     model, _ = tiny_world_model()
     data = windows()
     targets = frames_to_input(data["frames"][:, CONTEXT:LENGTH])  # (B, K, 3, H, W)
@@ -69,7 +63,9 @@ def test_a_decoder_that_returns_the_real_frames_has_zero_error_and_an_offset_the
         assert exact[k]["frame_mse_repeat_last"] == pytest.approx(expected, rel=1e-5)
 
 
-def test_reward_and_termination_errors_compare_the_transition_after_the_last_real_frame():
+def test_reward_and_termination_errors_compare_the_transition_after_the_last_real_frame(
+    tiny_world_model,
+):
     model, _ = tiny_world_model()
     data = windows()
     data["terminations"][:, CONTEXT + 1] = True  # the 3rd predicted transition ends the episode
@@ -91,7 +87,7 @@ def test_reward_and_termination_errors_compare_the_transition_after_the_last_rea
     assert result[1]["frame_windows"] == 3
 
 
-def test_padding_marks_steps_that_do_not_exist():
+def test_padding_marks_steps_that_do_not_exist(tiny_world_model):
     model, _ = tiny_world_model()
     data = windows()
     valid = torch.ones(3, LENGTH, dtype=torch.bool)
@@ -102,7 +98,9 @@ def test_padding_marks_steps_that_do_not_exist():
     assert result[3]["frame_windows"] == 2 and result[3]["step_windows"] == 2
 
 
-def test_the_imagination_never_sees_a_real_frame_after_the_context_but_follows_the_actions():
+def test_the_imagination_never_sees_a_real_frame_after_the_context_but_follows_the_actions(
+    tiny_world_model,
+):
     model, _ = tiny_world_model()
     data = windows(batch=2)
     seen = []
@@ -123,7 +121,7 @@ def test_the_imagination_never_sees_a_real_frame_after_the_context_but_follows_t
     assert not torch.equal(run(actions=other_actions), baseline)
 
 
-def test_horizons_that_do_not_fit_are_skipped_with_the_reason():
+def test_horizons_that_do_not_fit_are_skipped_with_the_reason(tiny_world_model):
     measured, skipped = fitting_horizons((1, 5, 15), context=8, length=23, max_length=16)
     assert measured == [1, 5]
     assert skipped == [{"k": 15, "reason": "context 8 + 15 steps need 22 transformer positions; "
@@ -187,7 +185,7 @@ def filled_replay(steps=120, seed=0):
 
 
 def test_training_hook_logs_k_step_errors_on_schedule_without_touching_the_training_rng(
-    tmp_path,
+    tmp_path, tiny_world_model
 ):
     model, config = tiny_world_model(
         **{"train.diagnostics_every": 50, "train.video_every": 0, "precision": "fp32"}

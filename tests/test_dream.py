@@ -15,10 +15,8 @@ from tensorboardX.proto.event_pb2 import Event
 from storm_wm.cli import main
 from storm_wm.config import build_config
 from storm_wm.models import WorldModel
-from storm_wm.persistence.checkpoint import save_checkpoint
 from storm_wm.replay import ReplayBuffer
 from storm_wm.training.logger import Logger
-from storm_wm.training.trainer import build_models
 from storm_wm.visualize import TokenStream, compose_dream, dream_rollout
 from storm_wm.visualize.training import VIDEO_LENGTH, VIDEO_TAG, log_world_model_diagnostics
 
@@ -29,31 +27,21 @@ FRAME_SIZE = (272, 592)  # three 192-pixel panels (scale 3) with titles and capt
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def make_run_dir(path: Path, **overrides) -> Path:
-    """A run directory as `storm-wm train` leaves it, with an untrained debug model."""
-    config = build_config("debug", {"env.game": "toy:catch", "precision": "fp32", **overrides})
-    path.mkdir(parents=True, exist_ok=True)
-    config.save(path / "config.json")
-    torch.manual_seed(0)
-    models = build_models(config, 3, torch.device("cpu"))
-    save_checkpoint(path, 100, {
-        "game": "toy:catch", "num_actions": 3, "config": config.to_dict(),
-        "world_model": models.world_model.state_dict(),
-        "actor_critic": models.actor_critic.state_dict(),
-    })  # fmt: skip
-    return path
+@pytest.fixture
+def loud_world_model(tiny_world_model):
+    """Builds (world model, config) whose frames, latents and pictures depend on each other."""
 
+    def build(**overrides):
+        model, config = tiny_world_model(**overrides)
+        with torch.no_grad():
+            # An untrained model has near-uniform posteriors and draws nearly the same flat
+            # colour for every latent; louder weights make frames, latents and pictures depend
+            # on each other.
+            model.posterior_head.weight.mul_(50.0)
+            model.decoder.layers[-1].weight.mul_(50.0)
+        return model, config
 
-def tiny_world_model(**overrides):
-    config = build_config("debug", {"env.game": "toy:catch", "precision": "fp32", **overrides})
-    torch.manual_seed(0)
-    model = build_models(config, 3, torch.device("cpu")).world_model
-    with torch.no_grad():
-        # An untrained model has near-uniform posteriors and draws nearly the same flat colour
-        # for every latent; louder weights make frames, latents and pictures depend on each other.
-        model.posterior_head.weight.mul_(50.0)
-        model.decoder.layers[-1].weight.mul_(50.0)
-    return model, config
+    return build
 
 
 def real_steps(length, seed=0):
@@ -68,7 +56,7 @@ def real_steps(length, seed=0):
 
 @pytest.mark.parametrize("suffix", [".mp4", ".gif"])
 def test_dream_video_decodes_to_context_plus_steps_frames_of_the_composed_size(
-    tmp_path, capsys, suffix
+    tmp_path, capsys, suffix, make_run_dir
 ):
     run_dir = make_run_dir(tmp_path / "run")
     out = tmp_path / f"dream{suffix}"
@@ -94,7 +82,9 @@ def test_dream_video_decodes_to_context_plus_steps_frames_of_the_composed_size(
         (["--steps", "0"], "--steps, --scale and --fps must be positive"),
     ],
 )
-def test_dream_errors_are_one_line_with_what_to_do(tmp_path, capsys, arguments, message):
+def test_dream_errors_are_one_line_with_what_to_do(
+    tmp_path, capsys, arguments, message, make_run_dir
+):
     run_dir = make_run_dir(tmp_path / "run")
     assert main(["dream", str(run_dir), *arguments]) == 2
     error = capsys.readouterr().err.strip()
@@ -109,8 +99,8 @@ def test_dream_on_a_run_without_checkpoint_says_to_train_first(tmp_path, capsys)
     assert "has no checkpoint yet; train it first" in capsys.readouterr().err
 
 
-def test_rollout_imagines_from_the_context_alone_under_the_real_actions():
-    model, _ = tiny_world_model()
+def test_rollout_imagines_from_the_context_alone_under_the_real_actions(loud_world_model):
+    model, _ = loud_world_model()
     steps = real_steps(12)
     torch.manual_seed(1)
     rollout = dream_rollout(model, **steps, context=CONTEXT)
@@ -136,8 +126,10 @@ def test_rollout_imagines_from_the_context_alone_under_the_real_actions():
     )
 
 
-def test_token_stream_equals_the_full_causal_pass_and_restarts_from_its_last_tokens():
-    model, config = tiny_world_model()
+def test_token_stream_equals_the_full_causal_pass_and_restarts_from_its_last_tokens(
+    loud_world_model,
+):
+    model, config = loud_world_model()
     short = dataclasses.replace(config.world_model, max_length=8, sequence_length=8)
     model = WorldModel(short, num_actions=3).eval()
     transformer = model.transformer
@@ -154,8 +146,8 @@ def test_token_stream_equals_the_full_causal_pass_and_restarts_from_its_last_tok
     torch.testing.assert_close(features[:, 8:], restarted[:, 4:])
 
 
-def test_composed_frames_write_the_rewards_under_each_panel():
-    model, _ = tiny_world_model()
+def test_composed_frames_write_the_rewards_under_each_panel(loud_world_model):
+    model, _ = loud_world_model()
     torch.manual_seed(1)
     rollout = dream_rollout(model, **real_steps(6), context=CONTEXT)
     frames = compose_dream(rollout, scale=3)
@@ -182,8 +174,8 @@ def read_events(directory: Path):
             offset += 12 + length + 4
 
 
-def test_training_hook_puts_an_animated_dream_in_the_event_file(tmp_path):
-    model, config = tiny_world_model(**{"train.video_every": 100, "train.diagnostics_every": 0})
+def test_training_hook_puts_an_animated_dream_in_the_event_file(tmp_path, loud_world_model):
+    model, config = loud_world_model(**{"train.video_every": 100, "train.diagnostics_every": 0})
     replay = ReplayBuffer(1000, (64, 64, 3))
     rng = np.random.default_rng(0)
     for _ in range(VIDEO_LENGTH + 10):
@@ -204,7 +196,9 @@ def test_training_hook_puts_an_animated_dream_in_the_event_file(tmp_path):
     assert (gif.height, gif.width) == (image.height, image.width)
 
 
-def test_dream_refuses_an_unwritable_out_before_playing(tmp_path, monkeypatch, capsys):
+def test_dream_refuses_an_unwritable_out_before_playing(
+    make_run_dir, tmp_path, monkeypatch, capsys
+):
     import storm_wm.visualize.record as record
 
     run_dir = make_run_dir(tmp_path / "run")

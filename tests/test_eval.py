@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import gymnasium
 import numpy as np
@@ -25,26 +24,10 @@ from storm_wm.evaluation import (
     play_episodes,
     play_pool,
 )
-from storm_wm.persistence.checkpoint import save_checkpoint
 from storm_wm.sweep.execute import run_is_finished
 from storm_wm.training.trainer import build_models
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def make_run_dir(path: Path, step: int = 100, **overrides) -> Path:
-    """A run directory as `storm-wm train` leaves it, with an untrained debug model."""
-    config = build_config("debug", {"env.game": "toy:catch", "precision": "fp32", **overrides})
-    path.mkdir(parents=True, exist_ok=True)
-    config.save(path / "config.json")
-    torch.manual_seed(0)
-    models = build_models(config, 3, torch.device("cpu"))
-    save_checkpoint(path, step, {
-        "game": "toy:catch", "num_actions": 3, "config": config.to_dict(),
-        "world_model": models.world_model.state_dict(),
-        "actor_critic": models.actor_critic.state_dict(),
-    })  # fmt: skip
-    return path
 
 
 class PerfectPlayer:
@@ -86,7 +69,9 @@ def test_the_policy_context_holds_each_step_frame_not_copies_of_the_last():
     assert reservoir.offered == 2 * 4
 
 
-def test_eval_command_writes_protocol_policy_checkpoint_and_k_step_figures(tmp_path, capsys):
+def test_eval_command_writes_protocol_policy_checkpoint_and_k_step_figures(
+    tmp_path, capsys, make_run_dir
+):
     run_dir = make_run_dir(tmp_path / "run", step=100)
     make_run_dir(run_dir, step=200)  # a newer checkpoint that --checkpoint 100 must skip
     arguments = ["eval", str(run_dir), "--episodes", "3", "--protocol", "standard", "--greedy"]
@@ -106,7 +91,9 @@ def test_eval_command_writes_protocol_policy_checkpoint_and_k_step_figures(tmp_p
     assert "world model, open loop after 4 real frames" in capsys.readouterr().out
 
 
-def test_eval_defaults_to_the_run_protocol_sampled_actions_and_newest_checkpoint(tmp_path):
+def test_eval_defaults_to_the_run_protocol_sampled_actions_and_newest_checkpoint(
+    tmp_path, make_run_dir
+):
     run_dir = make_run_dir(tmp_path / "run", step=100)
     make_run_dir(run_dir, step=200)
     assert main(["eval", str(run_dir), "--episodes", "2", "--diagnostic-windows", "0"]) == 0
@@ -122,7 +109,9 @@ def test_eval_defaults_to_the_run_protocol_sampled_actions_and_newest_checkpoint
         (["--episodes", "0"], "--episodes must be positive"),
     ],
 )
-def test_eval_errors_are_one_line_with_what_to_do(tmp_path, capsys, arguments, message):
+def test_eval_errors_are_one_line_with_what_to_do(
+    tmp_path, capsys, arguments, message, make_run_dir
+):
     run_dir = make_run_dir(tmp_path / "run")
     assert main(["eval", str(run_dir), *arguments]) == 2
     error = capsys.readouterr().err.strip()
@@ -194,7 +183,9 @@ def counting_make_env(monkeypatch):
     return built
 
 
-def test_eval_command_plays_many_episodes_on_a_capped_pool(tmp_path, monkeypatch, capsys):
+def test_eval_command_plays_many_episodes_on_a_capped_pool(
+    make_run_dir, tmp_path, monkeypatch, capsys
+):
     run_dir = make_run_dir(tmp_path / "run")
     built = counting_make_env(monkeypatch)
     arguments = ["eval", str(run_dir), "--diagnostic-windows", "0", "--no-progress"]
@@ -208,7 +199,7 @@ def test_eval_command_plays_many_episodes_on_a_capped_pool(tmp_path, monkeypatch
     assert len(built) == 16 and json.loads((run_dir / "eval.json").read_text())["episodes"] == 40
 
 
-def test_evaluation_seeds_come_from_the_run_seed_unless_given(tmp_path):
+def test_evaluation_seeds_come_from_the_run_seed_unless_given(make_run_dir, tmp_path):
     seeds = {}
     for run_seed in (1, 2):
         run_dir = make_run_dir(tmp_path / f"run{run_seed}", seed=run_seed)
@@ -224,7 +215,7 @@ def test_evaluation_seeds_come_from_the_run_seed_unless_given(tmp_path):
     assert result["eval_seeds"] == [5, 6, 7] and result["eval_seed_source"] == "--seed 5"
 
 
-def test_bookkeeping_defaults_to_the_run_config_and_is_recorded(tmp_path):
+def test_bookkeeping_defaults_to_the_run_config_and_is_recorded(make_run_dir, tmp_path):
     run_dir = make_run_dir(tmp_path / "run", **{"train.eval_bookkeeping": "released"})
     arguments = ["eval", str(run_dir), "--episodes", "2", "--diagnostic-windows", "0"]
     assert main(arguments) == 0
@@ -235,7 +226,7 @@ def test_bookkeeping_defaults_to_the_run_config_and_is_recorded(tmp_path):
     assert (result["bookkeeping"], result["envs"]) == ("whole", 2)
 
 
-def test_episodes_capped_below_the_benchmark_are_marked_not_comparable(tmp_path):
+def test_episodes_capped_below_the_benchmark_are_marked_not_comparable(make_run_dir, tmp_path):
     pong = resolve_game("Pong")
     assert comparability(pong, build_config("atari100k", {})) == (True, None)
     comparable, reason = comparability(pong, build_config("debug", {}))
@@ -248,7 +239,7 @@ def test_episodes_capped_below_the_benchmark_are_marked_not_comparable(tmp_path)
 
 
 def test_eval_writes_to_out_and_refuses_an_unwritable_place_before_playing(
-    tmp_path, monkeypatch, capsys
+    make_run_dir, tmp_path, monkeypatch, capsys
 ):
     run_dir = make_run_dir(tmp_path / "run")
     out = tmp_path / "elsewhere.json"
@@ -265,7 +256,7 @@ def test_eval_writes_to_out_and_refuses_an_unwritable_place_before_playing(
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
-def test_eval_on_a_read_only_run_directory_names_it_and_out(tmp_path, capsys):
+def test_eval_on_a_read_only_run_directory_names_it_and_out(make_run_dir, tmp_path, capsys):
     run_dir = make_run_dir(tmp_path / "run")
     run_dir.chmod(0o555)
     try:
@@ -288,7 +279,9 @@ class InterruptingPolicy(Policy):
         return super().act(frames)
 
 
-def test_ctrl_c_writes_the_finished_episodes_marked_partial(tmp_path, monkeypatch, capsys):
+def test_ctrl_c_writes_the_finished_episodes_marked_partial(
+    make_run_dir, tmp_path, monkeypatch, capsys
+):
     run_dir = make_run_dir(tmp_path / "run")
     monkeypatch.setattr(evaluation, "Policy", InterruptingPolicy)
     arguments = ["eval", str(run_dir), "--episodes", "10", "--envs", "2", "--no-progress"]
@@ -310,7 +303,7 @@ def test_ctrl_c_writes_the_finished_episodes_marked_partial(tmp_path, monkeypatc
     assert json.loads((run_dir / "eval.partial.json").read_text())["partial"] is True
 
 
-def test_eval_shows_progress_and_sigint_keeps_the_finished_episodes(tmp_path):
+def test_eval_shows_progress_and_sigint_keeps_the_finished_episodes(make_run_dir, tmp_path):
     run_dir = make_run_dir(tmp_path / "run")
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "storm_wm.cli", "eval", str(run_dir), "--episodes"]
@@ -333,7 +326,9 @@ def test_eval_shows_progress_and_sigint_keeps_the_finished_episodes(tmp_path):
     assert result["episodes"] == len(result["returns"]) == len(result["eval_seeds"])
 
 
-def test_ctrl_c_during_the_diagnostics_keeps_every_played_episode(tmp_path, monkeypatch, capsys):
+def test_ctrl_c_during_the_diagnostics_keeps_every_played_episode(
+    make_run_dir, tmp_path, monkeypatch, capsys
+):
     run_dir = make_run_dir(tmp_path / "run")
 
     def interrupted(*args, **kwargs):

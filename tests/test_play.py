@@ -1,11 +1,9 @@
 """`storm-wm play` without a screen: SDL's dummy drivers, key presses posted as events."""
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 os.environ["SDL_VIDEODRIVER"] = "dummy"
 os.environ["SDL_AUDIODRIVER"] = "dummy"
@@ -14,38 +12,16 @@ os.environ["PYGAME_HIDE_SUPPORT_PROMPT"] = "1"
 import pygame  # noqa: E402
 
 from storm_wm.cli import main  # noqa: E402
-from storm_wm.config import build_config  # noqa: E402
 from storm_wm.envs import make_env  # noqa: E402
 from storm_wm.envs.toy import LEFT, RIGHT, STAY  # noqa: E402
-from storm_wm.persistence.checkpoint import save_checkpoint  # noqa: E402
 from storm_wm.play.app import PlayApp  # noqa: E402
 from storm_wm.play.keys import action_for, action_meanings  # noqa: E402
 from storm_wm.play.worlds import DreamAgent, DreamWorld, RealWorld  # noqa: E402
-from storm_wm.training.trainer import build_models  # noqa: E402
 
 PONG = ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def tiny_models(**overrides):
-    config = build_config("debug", {"env.game": "toy:catch", "precision": "fp32", **overrides})
-    torch.manual_seed(0)
-    return config, build_models(config, 3, torch.device("cpu"))
-
-
-def make_run_dir(path: Path) -> Path:
-    """A run directory as `storm-wm train` leaves it, with an untrained debug model."""
-    config, models = tiny_models()
-    path.mkdir(parents=True, exist_ok=True)
-    config.save(path / "config.json")
-    save_checkpoint(path, 100, {
-        "game": "toy:catch", "num_actions": 3, "config": config.to_dict(),
-        "world_model": models.world_model.state_dict(),
-        "actor_critic": models.actor_critic.state_dict(),
-    })  # fmt: skip
-    return path
 
 
 def press(key):
@@ -116,7 +92,9 @@ def test_an_episode_that_ends_starts_over_and_closing_the_window_quits():
     assert app.run() == [] and app.steps == 0
 
 
-def test_dream_world_runs_past_its_position_embedding_and_agent_acts_on_imagined_states():
+def test_dream_world_runs_past_its_position_embedding_and_agent_acts_on_imagined_states(
+    tiny_models,
+):
     config, models = tiny_models(**{"world_model.max_length": 24})
     world = DreamWorld(models.world_model, make_env("toy:catch"), seed=0)
     agent = DreamAgent(models.actor_critic, world, num_actions=3)
@@ -131,7 +109,7 @@ def test_dream_world_runs_past_its_position_embedding_and_agent_acts_on_imagined
 
 
 @pytest.mark.parametrize("mode", [[], ["--dream"], ["--watch"], ["--dream", "--watch"]])
-def test_play_command_runs_headless(tmp_path, capsys, mode):
+def test_play_command_runs_headless(tmp_path, capsys, mode, make_run_dir):
     run_dir = make_run_dir(tmp_path / "run")
     assert main(["play", str(run_dir), *mode, "--max-steps", "9", "--fps", "1000"]) == 0
     output = capsys.readouterr().out
