@@ -371,15 +371,21 @@ def test_truncate_metrics_drops_later_steps_and_a_half_line(tmp_path: Path) -> N
 
 
 def test_first_signal_requests_a_stop_second_gets_the_old_handler() -> None:
-    previous = signal.getsignal(signal.SIGTERM)
-    with StopSignals() as stop:
-        assert stop() is None
-        os.kill(os.getpid(), signal.SIGTERM)
-        assert stop() == "SIGTERM"
-        with pytest.raises(KeyboardInterrupt):  # a second signal: Ctrl-C works as usual
-            os.kill(os.getpid(), signal.SIGINT)
-    assert signal.getsignal(signal.SIGTERM) is previous
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # Python's Ctrl-C handler as under a terminal, also when pytest was started with SIGINT
+    # ignored (a background job of a script).
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+        with StopSignals() as stop:
+            assert stop() is None
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert stop() == "SIGTERM"
+            with pytest.raises(KeyboardInterrupt):  # a second signal: Ctrl-C works as usual
+                os.kill(os.getpid(), signal.SIGINT)
+        assert signal.getsignal(signal.SIGTERM) is previous
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, outer)
 
 
 def test_unrestorable_env_restarts_its_episode_deterministically(tmp_path: Path, capsys) -> None:
