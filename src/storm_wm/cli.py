@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 
 from storm_wm import __version__
 from storm_wm.errors import StormError
@@ -42,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     if extra and not getattr(args, "accepts_overrides", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = extra
+    # Ctrl-C reaches every command as KeyboardInterrupt (eval keeps its finished episodes, a
+    # sweep stops its runs), also when a parent started this process with SIGINT ignored, as
+    # shells do for a script's background jobs. Training installs its own handlers on top.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return int(args.func(args) or 0)
     except StormError as error:

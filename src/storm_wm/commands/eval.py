@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -107,10 +106,6 @@ def run(args: argparse.Namespace) -> int:
     if requested is None:
         requested = Config.load(args.run_dir / "config.json").train.eval_episodes
     progress = None if args.no_progress else Progress(sys.stderr, requested)
-    # Ctrl-C must arrive as KeyboardInterrupt (it keeps the finished episodes) even when a
-    # parent started this process with SIGINT ignored, as shells do for background jobs;
-    # training installs its own handlers for the same reason.
-    previous_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         result = evaluate(
             args.run_dir, args.episodes, protocol=args.protocol, greedy=args.greedy,
@@ -136,7 +131,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"storm-wm eval: interrupted; {written}", file=sys.stderr)
         return 130
     finally:
-        signal.signal(signal.SIGINT, previous_handler)
         if progress is not None:
             progress.close()
     normalized = result["human_normalized"]
