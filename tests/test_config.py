@@ -32,6 +32,24 @@ def test_presets_stack_and_dotted_overrides_are_typed():
     assert build_config("debug", {"train.act_on_posterior": "true"}).train.act_on_posterior
 
 
+def test_tiny_preset_shrinks_the_networks_and_keeps_the_schedule_under_it():
+    config = build_config("toy+tiny")
+    wm, agent, train = config.world_model, config.agent, config.train
+    assert config.preset == "toy+tiny" and config.env.image_size == 16
+    assert (wm.channels, wm.categoricals, wm.classes, wm.bins) == ((4, 4, 4, 4), 4, 4, 15)
+    assert (wm.hidden, wm.heads, wm.feedforward, wm.head_hidden) == (16, 2, 16, 16)
+    assert (wm.batch_size, wm.sequence_length) == (2, 8)
+    assert (agent.hidden, agent.bins, agent.imagination_batch) == (16, 15, 4)
+    # toy's own settings, which tiny leaves alone.
+    assert config.env.game == "toy:catch" and (wm.layers, wm.max_length) == (1, 32)
+    assert (wm.learning_rate, agent.learning_rate, agent.entropy_scale) == (1e-3, 3e-4, 1e-3)
+    assert (agent.context_length, agent.horizon) == (4, 8)
+    assert (train.steps, train.warmup_steps, train.train_every, train.eval_episodes) == (
+        2_800, 300, 1, 20,
+    )  # fmt: skip
+    assert (train.checkpoint_every, train.log_every, train.replay_capacity) == (1_000, 100, 10_000)
+
+
 def test_config_round_trips_through_json(tmp_path):
     config = build_config("toy", {"seed": 7})
     config.save(tmp_path / "config.json")

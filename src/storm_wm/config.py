@@ -254,6 +254,18 @@ PRESETS: dict[str, dict[str, Any]] = {
             "checkpoint_every": 1_000, "log_every": 100, "replay_capacity": 10_000,
         },
     },
+    # Networks for a pipeline smoke test (stack it: toy+tiny): a training step takes
+    # milliseconds on a CPU, and nothing is learned. Sizes only; the schedule stays the other
+    # preset's.
+    "tiny": {
+        "env": {"image_size": 16},
+        "world_model": {
+            "channels": (4, 4, 4, 4), "categoricals": 4, "classes": 4, "hidden": 16, "heads": 2,
+            "feedforward": 16, "head_hidden": 16, "bins": 15, "batch_size": 2,
+            "sequence_length": 8,
+        },
+        "agent": {"hidden": 16, "bins": 15, "imagination_batch": 4},
+    },
 }  # fmt: skip
 
 
