@@ -264,17 +264,8 @@ def test_rng_states_survive_a_weights_only_checkpoint(tmp_path: Path) -> None:
     assert drawn[:3] == expected[:3] and torch.equal(drawn[3], expected[3])
 
 
-TINY = {
-    "env.image_size": 16, "world_model.channels": "4,4,4,4", "world_model.hidden": 16,
-    "world_model.heads": 2, "world_model.feedforward": 16, "world_model.head_hidden": 16,
-    "world_model.categoricals": 4, "world_model.classes": 4, "world_model.bins": 15,
-    "agent.bins": 15, "agent.hidden": 16, "world_model.batch_size": 2,
-    "world_model.sequence_length": 8, "agent.imagination_batch": 4,
-}  # fmt: skip
-
-
 def test_policy_context_round_trip() -> None:
-    config = build_config("toy", TINY)
+    config = build_config("toy+tiny")
     models = build_models(config, 3, torch.device("cpu"))
 
     def policy() -> Policy:
@@ -297,7 +288,7 @@ def test_policy_context_round_trip() -> None:
 
 
 def test_nonfinite_update_is_skipped_and_changes_nothing(monkeypatch) -> None:
-    config = build_config("toy", TINY)
+    config = build_config("toy+tiny")
     models = build_models(config, 3, torch.device("cpu"))
     trainer = Trainer(models, config, torch.device("cpu"), torch.float32)
     replay = filled_replay(100, 0, 40)
@@ -345,7 +336,7 @@ def test_nonfinite_update_is_skipped_and_changes_nothing(monkeypatch) -> None:
 
 
 def test_trainer_state_round_trip() -> None:
-    config = build_config("toy", TINY)
+    config = build_config("toy+tiny")
     models = build_models(config, 3, torch.device("cpu"))
     trainer = Trainer(models, config, torch.device("cpu"), torch.float32)
     replay = filled_replay(100, 0, 40)
@@ -394,7 +385,7 @@ def test_unrestorable_env_restarts_its_episode_deterministically(tmp_path: Path,
     from storm_wm.run.compose import build_components
     from storm_wm.training.loop import LoopState
 
-    config = build_config("toy", TINY)
+    config = build_config("toy+tiny")
     components = build_components(config, tmp_path, "toy:catch", make_env("toy:catch", seed=1))
     frame, _ = components.env.reset()
     components.policy.act(frame[None], random=True)

@@ -16,14 +16,11 @@ from storm_wm.persistence.checkpoint import list_checkpoints, load_checkpoint
 from storm_wm.persistence.writer import CheckpointWriter, host_copy
 from storm_wm.run import compose
 
-TINY = {
+# This file's training schedule, on the tiny preset's networks (stacked on toy).
+SCHEDULE = {
     "train.steps": 60, "train.warmup_steps": 20, "train.checkpoint_every": 20,
     "train.log_every": 20, "train.train_every": 4, "train.checkpoint_keep": 2,
-    "world_model.batch_size": 2, "world_model.sequence_length": 8, "agent.imagination_batch": 4,
-    "env.image_size": 16, "world_model.channels": "4,4,4,4", "world_model.hidden": 16,
-    "world_model.heads": 2, "world_model.feedforward": 16, "world_model.head_hidden": 16,
-    "world_model.categoricals": 4, "world_model.classes": 4, "world_model.bins": 15,
-    "agent.bins": 15, "agent.hidden": 16, "train.diagnostics_every": 0, "train.video_every": 0,
+    "train.diagnostics_every": 0, "train.video_every": 0,
 }  # fmt: skip
 
 
@@ -122,7 +119,7 @@ def test_async_training_writes_chunk_then_checkpoint_off_the_loop_and_ends_with_
     monkeypatch.setattr("storm_wm.persistence.checkpoint.write_atomically", recording_write)
     monkeypatch.setattr("storm_wm.persistence.replay_store.write_atomically", recording_write)
     run_dir = tmp_path / "run"
-    compose.train(build_config("toy", TINY), run_dir, show_progress=False)
+    compose.train(build_config("toy+tiny", SCHEDULE), run_dir, show_progress=False)
 
     assert {thread for _, thread in writes} == {"storm-wm checkpoint writer"}
     names = [name for name, _ in writes]
@@ -141,7 +138,7 @@ def test_sync_and_async_checkpoints_hold_the_same_state(tmp_path: Path, one_thre
     states = {}
     for mode in (True, False):
         config = build_config(
-            "toy", {**TINY, "train.async_checkpoints": mode, "train.deterministic": True}
+            "toy+tiny", {**SCHEDULE, "train.async_checkpoints": mode, "train.deterministic": True}
         )
         compose.train(config, tmp_path / str(mode), show_progress=False)
         states[mode] = load_checkpoint(tmp_path / str(mode) / "checkpoints/step_000000060.ckpt")
@@ -157,7 +154,7 @@ def test_sync_and_async_checkpoints_hold_the_same_state(tmp_path: Path, one_thre
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_async_checkpoints_of_a_cuda_run_hold_host_copies(tmp_path: Path):
     """On CUDA the state is copied to host memory on the training thread, then written."""
-    config = build_config("toy", {**TINY, "device": "cuda"})
+    config = build_config("toy+tiny", {**SCHEDULE, "device": "cuda"})
     compose.train(config, tmp_path / "run", show_progress=False)
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "step_000000060.ckpt")
     assert state["loop"]["step"] == 60

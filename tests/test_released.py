@@ -32,13 +32,9 @@ from storm_wm.training.loop import LoopState, train_loop
 EPISODE = 7
 """Steps of every toy:catch episode."""
 
-TINY = {
-    "env.image_size": 16, "world_model.channels": "4,4,4,4", "world_model.hidden": 16,
-    "world_model.heads": 2, "world_model.feedforward": 16, "world_model.head_hidden": 16,
-    "world_model.categoricals": 4, "world_model.classes": 4, "world_model.bins": 15,
-    "agent.bins": 15, "agent.hidden": 16, "world_model.batch_size": 2,
-    "world_model.sequence_length": 8, "agent.imagination_batch": 4,
-    # Three whole episodes, all in the warm-up: the loop's bookkeeping alone, no updates.
+# On the tiny preset's networks (stacked on toy): three whole episodes, all in the warm-up, so
+# the loop's bookkeeping alone, no updates.
+SCHEDULE = {
     "train.steps": 3 * EPISODE, "train.warmup_steps": 1000, "train.log_every": 1000,
     "train.checkpoint_every": 1000, "train.diagnostics_every": 0, "train.video_every": 0,
 }  # fmt: skip
@@ -59,7 +55,7 @@ class RecordResets(gymnasium.Wrapper):
 
 
 def run_three_episodes(tmp_path: Path, preset: str) -> tuple[Config, RecordResets, LoopState]:
-    config = build_config(preset, TINY)
+    config = build_config(preset, SCHEDULE)
     env = RecordResets(make_env("toy:catch", seed=config.seed, image_size=16))
     components = build_components(config, tmp_path, "toy:catch", env)
     env.policy = components.policy
@@ -73,7 +69,7 @@ def run_three_episodes(tmp_path: Path, preset: str) -> tuple[Config, RecordReset
 
 
 def test_paper_setting_clears_the_context_and_continues_the_reset_generator(tmp_path: Path):
-    config, env, _ = run_three_episodes(tmp_path, "toy")
+    config, env, _ = run_three_episodes(tmp_path, "toy+tiny")
     seeds, frames, contexts = zip(*env.resets, strict=True)
     assert seeds == (config.seed, None, None, None)
     assert contexts == (0, 0, 0, 0)
@@ -82,7 +78,7 @@ def test_paper_setting_clears_the_context_and_continues_the_reset_generator(tmp_
 
 
 def test_released_setting_keeps_the_context_and_resets_with_the_run_seed(tmp_path: Path):
-    config, env, _ = run_three_episodes(tmp_path, "toy+released")
+    config, env, _ = run_three_episodes(tmp_path, "toy+tiny+released")
     seeds, frames, contexts = zip(*env.resets, strict=True)
     assert seeds == (config.seed,) * 4
     for frame in frames[1:]:
@@ -92,11 +88,11 @@ def test_released_setting_keeps_the_context_and_resets_with_the_run_seed(tmp_pat
     assert contexts == (0, EPISODE, 2 * EPISODE, min(3 * EPISODE, config.train.act_context))
 
 
-@pytest.mark.parametrize("preset", ["toy", "toy+released"])
+@pytest.mark.parametrize("preset", ["toy+tiny", "toy+tiny+released"])
 def test_an_unrestorable_episode_restarts_as_any_episode_end_would(tmp_path: Path, preset: str):
     """gym:<id> games on resume: the new episode's seed and the policy's context follow the
     same two fields as an episode's end in the loop."""
-    config = build_config(preset, TINY)
+    config = build_config(preset, SCHEDULE)
     components = build_components(config, tmp_path, "toy:catch", make_env("toy:catch", seed=1))
     frame, _ = components.env.reset()
     for _ in range(3):
@@ -105,7 +101,7 @@ def test_an_unrestorable_episode_restarts_as_any_episode_end_would(tmp_path: Pat
     payload["env"] = {"kind": "unsupported", "env": "SomeGymEnv"}
     state = restore(config, components, payload)
     assert state.frame is None
-    if preset == "toy":
+    if preset == "toy+tiny":
         assert state.reset_seed != config.seed and len(components.policy.actions[0]) == 0
     else:
         assert state.reset_seed == config.seed and len(components.policy.actions[0]) == 3
@@ -157,12 +153,12 @@ def test_a_released_run_resumed_mid_episode_matches_one_left_alone(tmp_path: Pat
     """Resumed at step 20 (the third episode's 6th step, with the two before in the acting
     context), it ends with the weights and replay of the run that was never stopped."""
     steps = {
-        **TINY, "train.warmup_steps": 12, "train.train_every": 4, "train.checkpoint_every": 10,
+        **SCHEDULE, "train.warmup_steps": 12, "train.train_every": 4, "train.checkpoint_every": 10,
         "train.deterministic": "true",
     }  # fmt: skip
-    whole = build_config("toy+released", {**steps, "train.steps": 34})
+    whole = build_config("toy+tiny+released", {**steps, "train.steps": 34})
     train(whole, tmp_path / "whole", show_progress=False)
-    first_part = build_config("toy+released", {**steps, "train.steps": 20})
+    first_part = build_config("toy+tiny+released", {**steps, "train.steps": 20})
     train(first_part, tmp_path / "resumed", show_progress=False)
     train(whole, tmp_path / "resumed", show_progress=False, resume=True)
     expected = load_checkpoint(find_checkpoint(tmp_path / "whole"))
