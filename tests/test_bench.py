@@ -96,16 +96,13 @@ def test_bench_rejects_a_bad_override_in_one_line(capsys):
     assert "unknown config field" in capsys.readouterr().err
 
 
-# The end-to-end loop at a scale that runs in seconds: tiny networks on toy:catch.
-TINY = {
+# The end-to-end loop at a scale that runs in seconds: the tiny preset's networks on toy:catch,
+# with this schedule.
+SCHEDULE = {
     "train.warmup_steps": 40, "train.log_every": 20, "train.checkpoint_every": 1000,
-    "world_model.batch_size": 2, "world_model.sequence_length": 8, "agent.imagination_batch": 4,
-    "env.image_size": 16, "world_model.channels": "4,4,4,4", "world_model.hidden": 16,
-    "world_model.heads": 2, "world_model.feedforward": 16, "world_model.head_hidden": 16,
-    "world_model.categoricals": 4, "world_model.classes": 4, "world_model.bins": 15,
-    "agent.bins": 15, "agent.hidden": 16, "train.diagnostics_every": 0, "train.video_every": 0,
+    "train.diagnostics_every": 0, "train.video_every": 0,
 }  # fmt: skip
-TINY_ARGS = [word for name, value in TINY.items() for word in (f"--{name}", str(value))]
+SCHEDULE_ARGS = [word for name, value in SCHEDULE.items() for word in (f"--{name}", str(value))]
 
 
 def test_window_rate_from_logged_rates_worked_by_hand():
@@ -139,7 +136,7 @@ def loop_figures(tmp_path_factory) -> dict:
     """The real loop, eager, alone and as two concurrent processes, at a tiny scale."""
     path = tmp_path_factory.mktemp("bench_loop") / "bench.json"
     result = subprocess.run(
-        [sys.executable, "-m", "storm_wm.cli", "bench", "--preset", "toy", *TINY_ARGS,
+        [sys.executable, "-m", "storm_wm.cli", "bench", "--preset", "toy+tiny", *SCHEDULE_ARGS,
          "--repeats", "1", "--warmup", "0", "--threads", "1", "--loop-steps", "40",
          "--loop-warmup", "0", "--loop-variants", "eager", "--concurrent", "1,2",
          "--json", str(path)],
@@ -188,7 +185,7 @@ def test_bench_times_eager_and_compiled_loops_in_one_run(tmp_path):
     """Compiling on a CPU takes minutes, hence slow; the compiled run is a real train.compile."""
     path = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, "-m", "storm_wm.cli", "bench", "--preset", "toy", *TINY_ARGS,
+        [sys.executable, "-m", "storm_wm.cli", "bench", "--preset", "toy+tiny", *SCHEDULE_ARGS,
          "--repeats", "1", "--warmup", "0", "--threads", "1", "--loop-steps", "40",
          "--loop-warmup", "0", "--json", str(path)],
         capture_output=True, text=True, timeout=1200,

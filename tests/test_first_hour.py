@@ -35,16 +35,12 @@ from storm_wm.training.events import EventWriter
 from storm_wm.training.logger import Logger
 from storm_wm.training.progress import PhaseClock, format_duration
 
-TINY = {
+# This file's training schedule, on the tiny preset's networks (stacked on toy).
+SCHEDULE = {
     "train.warmup_steps": 40, "train.checkpoint_every": 40, "train.log_every": 20,
     "train.train_every": 4, "train.video_every": 0, "train.diagnostics_every": 0,
-    "world_model.batch_size": 2, "world_model.sequence_length": 8, "agent.imagination_batch": 4,
-    "env.image_size": 16, "world_model.channels": "4,4,4,4", "world_model.hidden": 16,
-    "world_model.heads": 2, "world_model.feedforward": 16, "world_model.head_hidden": 16,
-    "world_model.categoricals": 4, "world_model.classes": 4, "world_model.bins": 15,
-    "agent.bins": 15, "agent.hidden": 16,
 }  # fmt: skip
-TINY_ARGS = [item for name, value in TINY.items() for item in (f"--{name}", str(value))]
+SCHEDULE_ARGS = [item for name, value in SCHEDULE.items() for item in (f"--{name}", str(value))]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 STEPS = 120
 
@@ -56,7 +52,7 @@ def storm_wm(*arguments: str, timeout: float = 300) -> subprocess.CompletedProce
 
 def train_arguments(run_dir: Path, *extra: str) -> list[str]:
     return [
-        "train", "--preset", "toy", "--steps", str(STEPS), *TINY_ARGS, "--no-progress",
+        "train", "--preset", "toy+tiny", "--steps", str(STEPS), *SCHEDULE_ARGS, "--no-progress",
         "--run-dir", str(run_dir), *extra,
     ]  # fmt: skip
 
@@ -429,7 +425,7 @@ def test_unwritable_tensorboard_directory_does_not_stop_training(tmp_path: Path,
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "tensorboard").write_text("not a directory")
-    config = build_config("toy", {**TINY, "train.steps": 60})
+    config = build_config("toy+tiny", {**SCHEDULE, "train.steps": 60})
     compose.train(config, run_dir, show_progress=False)
     errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(errors) == 1 and "cannot write TensorBoard events" in errors[0]

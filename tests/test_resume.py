@@ -36,23 +36,19 @@ from storm_wm.persistence.resume import apply_overrides, check_resume_config
 from storm_wm.run import compose as run
 
 STEPS = 120
-TINY = {
+# This file's training schedule, on the tiny preset's networks (stacked on toy).
+SCHEDULE = {
     "train.warmup_steps": 40, "train.checkpoint_every": 40, "train.log_every": 20,
     "train.train_every": 2,
-    "world_model.batch_size": 2, "world_model.sequence_length": 8, "agent.imagination_batch": 4,
-    "env.image_size": 16, "world_model.channels": "4,4,4,4", "world_model.hidden": 16,
-    "world_model.heads": 2, "world_model.feedforward": 16, "world_model.head_hidden": 16,
-    "world_model.categoricals": 4, "world_model.classes": 4, "world_model.bins": 15,
-    "agent.bins": 15, "agent.hidden": 16,
 }  # fmt: skip
-TINY_ARGS = [item for name, value in TINY.items() for item in (f"--{name}", str(value))]
+SCHEDULE_ARGS = [item for name, value in SCHEDULE.items() for item in (f"--{name}", str(value))]
 # One thread, here and in the subprocesses: the same kernels on the same data, bit for bit.
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
 def train_arguments(run_dir: Path, *extra: str) -> list[str]:
     return [
-        "train", "--preset", "toy", "--steps", str(STEPS), *TINY_ARGS, "--deterministic",
+        "train", "--preset", "toy+tiny", "--steps", str(STEPS), *SCHEDULE_ARGS, "--deterministic",
         "--no-progress", "--run-dir", str(run_dir), *extra,
     ]  # fmt: skip
 
@@ -259,7 +255,7 @@ def test_resume_with_a_different_config_names_the_fields(reference: Path, capsys
     assert cli.main(["train", "--resume", str(reference), "--steps", "100"]) == 2
     assert "already at step 120, past --steps 100" in one_line_error(capsys)
     assert tree_digest(reference) == before
-    saved = build_config("toy", TINY)
+    saved = build_config("toy+tiny", SCHEDULE)
     check_resume_config(saved, apply_overrides(saved, {"train.steps": "500"}), reference)
 
 
@@ -318,14 +314,16 @@ def test_checkpoint_of_another_game_or_architecture_is_named(
 def test_eval_without_a_checkpoint_is_a_clear_error(tmp_path: Path, capsys) -> None:
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    build_config("toy", TINY).save(run_dir / "config.json")
+    build_config("toy+tiny", SCHEDULE).save(run_dir / "config.json")
     assert cli.main(["eval", str(run_dir)]) == 2
     assert "has no checkpoint yet" in one_line_error(capsys)
 
 
 def tiny_config(**overrides):
-    return build_config("toy", {**TINY, "train.steps": STEPS, "train.deterministic": True,
-                                **overrides})  # fmt: skip
+    return build_config(
+        "toy+tiny",
+        {**SCHEDULE, "train.steps": STEPS, "train.deterministic": True, **overrides},
+    )
 
 
 def test_nonfinite_losses_are_skipped_then_stop_with_a_good_checkpoint(
