@@ -38,16 +38,11 @@ from storm_wm.benchmark.device_table import format_table
 GAMES = ("Pong", "Breakout", "Boxing", "MsPacman")
 OUTPUT_FILES = ("summary.json", "tests.log", "bench.json", "bench.log", "training.log", "table.txt")
 
-# Tiny networks for the dry run: a training step takes milliseconds on a CPU.
-TINY_OVERRIDES = (
+# The dry run's schedule; its networks are the tiny preset's (a training step takes
+# milliseconds on a CPU).
+DRY_RUN_SCHEDULE = (
     "--train.warmup_steps", "40", "--train.log_every", "20", "--train.checkpoint_every", "100",
-    "--world_model.batch_size", "2", "--world_model.sequence_length", "8",
-    "--agent.imagination_batch", "4", "--env.image_size", "16", "--world_model.channels",
-    "4,4,4,4", "--world_model.hidden", "16", "--world_model.heads", "2",
-    "--world_model.feedforward", "16", "--world_model.head_hidden", "16",
-    "--world_model.categoricals", "4", "--world_model.classes", "4", "--world_model.bins", "15",
-    "--agent.bins", "15", "--agent.hidden", "16", "--train.diagnostics_every", "0",
-    "--train.video_every", "0",
+    "--train.diagnostics_every", "0", "--train.video_every", "0",
 )  # fmt: skip
 
 
@@ -102,8 +97,8 @@ DRY_RUN_PLAN = Plan(
         "--device",
         "cpu",
         "--preset",
-        "toy",
-        *TINY_OVERRIDES,
+        "toy+tiny",
+        *DRY_RUN_SCHEDULE,
         "--repeats",
         "1",
         "--warmup",
@@ -122,8 +117,8 @@ DRY_RUN_PLAN = Plan(
     # Longer than the stage lasts, so that the runs are stopped by SIGINT as on the GPU.
     train_arguments=(
         "--preset",
-        "debug",
-        *TINY_OVERRIDES,
+        "debug+tiny",
+        *DRY_RUN_SCHEDULE,
         "--train.steps",
         "100000",
         "--device",
