@@ -3,6 +3,7 @@
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,6 +15,18 @@ from storm_wm.training.trainer import Models, build_models
 TINY_GAME = "toy:catch"
 TINY_ACTIONS = 3
 """toy:catch's actions: left, stay, right."""
+
+
+def random_steps(count: int, seed: int, shape: tuple[int, ...], end_rate: float):
+    """`count` replay steps of noise: uint8 frames of `shape`, actions of toy:catch, normal
+    rewards, and end flags set with probability `end_rate`."""
+    rng = np.random.default_rng(seed)
+    return (
+        rng.integers(0, 256, (count, *shape), dtype=np.uint8),
+        rng.integers(0, TINY_ACTIONS, count),
+        rng.standard_normal(count).astype(np.float32),
+        rng.random(count) < end_rate,
+    )
 
 
 @pytest.fixture

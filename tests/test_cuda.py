@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import random_steps
 from storm_wm.acting import Policy
 from storm_wm.config import build_config
 from storm_wm.device import replay_device
@@ -41,30 +42,20 @@ def device() -> torch.device:
     return torch.device("cuda")
 
 
-def random_steps(count: int, seed: int, shape=(32, 32, 3)):
-    rng = np.random.default_rng(seed)
-    return (
-        rng.integers(0, 256, (count, *shape), dtype=np.uint8),
-        rng.integers(0, 3, count),
-        rng.standard_normal(count).astype(np.float32),
-        rng.random(count) < 0.1,
-    )
-
-
 def setup(seed: int = 0, **overrides):
     config = build_config("toy", {**SMALL, **overrides})
     torch.manual_seed(seed)
     models = build_models(config, 3, device())
     trainer = Trainer(models, config, device(), torch.bfloat16)
     replay = ReplayBuffer(300, (32, 32, 3), device=device())
-    replay.extend(*random_steps(300, seed))
+    replay.extend(*random_steps(300, seed, (32, 32, 3), 0.1))
     return config, models, trainer, replay
 
 
 def test_replay_on_cuda_samples_the_host_windows():
     host = ReplayBuffer(200, (32, 32, 3))
     mirrored = ReplayBuffer(200, (32, 32, 3), device=device())
-    steps = random_steps(260, 1)
+    steps = random_steps(260, 1, (32, 32, 3), 0.1)
     for replay in (host, mirrored):
         replay.extend(*(array[:150] for array in steps))
         for index in range(150, 260):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import random_steps
 from storm_wm.acting import Policy
 from storm_wm.compilation import CompiledFunction
 from storm_wm.config import build_config
@@ -31,20 +32,10 @@ TINY = {
 }  # fmt: skip
 
 
-def random_steps(count: int, seed: int, shape=(4, 4, 3)):
-    rng = np.random.default_rng(seed)
-    return (
-        rng.integers(0, 256, (count, *shape), dtype=np.uint8),
-        rng.integers(0, 3, count),
-        rng.standard_normal(count).astype(np.float32),
-        rng.random(count) < 0.2,
-    )
-
-
 def test_device_replay_samples_exactly_the_windows_of_the_host_replay():
     host = ReplayBuffer(50, (4, 4, 3))
     mirrored = ReplayBuffer(50, (4, 4, 3), device=torch.device("cpu"))
-    frames, actions, rewards, terminations = random_steps(130, 0)
+    frames, actions, rewards, terminations = random_steps(130, 0, (4, 4, 3), 0.2)
     for replay in (host, mirrored):  # restored in bulk past the capacity, then stepped: a wrap
         replay.extend(frames[:70], actions[:70], rewards[:70], terminations[:70])
         for index in range(70, 130):
@@ -66,7 +57,7 @@ def test_device_replay_samples_exactly_the_windows_of_the_host_replay():
 
 def test_cleared_device_replay_refills_from_disk_like_a_fresh_one():
     replay = ReplayBuffer(20, (4, 4, 3), device=torch.device("cpu"))
-    frames, actions, rewards, terminations = random_steps(30, 1)
+    frames, actions, rewards, terminations = random_steps(30, 1, (4, 4, 3), 0.2)
     replay.extend(frames, actions, rewards, terminations)
     replay.clear()
     replay.extend(frames[:12], actions[:12], rewards[:12], terminations[:12])
@@ -95,7 +86,7 @@ def filled_trainer(seed: int = 0):
     models = build_models(config, 3, torch.device("cpu"))
     trainer = Trainer(models, config, torch.device("cpu"), torch.float32)
     replay = ReplayBuffer(100, (16, 16, 3))
-    replay.extend(*random_steps(100, seed, (16, 16, 3)))
+    replay.extend(*random_steps(100, seed, (16, 16, 3), 0.2))
     return trainer, replay
 
 
@@ -301,7 +292,7 @@ def _compiled_equals_eager() -> None:
         config.train, compile=False)), torch.device("cpu"), torch.float32)  # fmt: skip
     assert isinstance(compiled.imagine_function, CompiledImagination)
     replay = ReplayBuffer(100, (16, 16, 3))
-    replay.extend(*random_steps(100, 3, (16, 16, 3)))
+    replay.extend(*random_steps(100, 3, (16, 16, 3), 0.2))
     for seed in (0, 1):  # the second call reuses the graph with new inputs
         rollouts = []
         for trainer in (compiled, eager):

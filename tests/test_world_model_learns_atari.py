@@ -28,9 +28,9 @@ k = 1 open-loop error equals its reconstruction error because both decode to abo
 frame whatever the latent (Boxing, whose boxers are large, showed the same at 800 updates
 and lr 2e-3: 43.9 against a mean frame of 43.2). Why: within the first 50-100 updates every
 frame is pushed to the same latent code (the decoder first learns the mean frame, a gradient
-common to all frames) and the posterior saturates at unimix's 0.99: at 400 updates the 64 held-out frames
-measured share the same most likely code in all 32 categoricals. The way out is slow
-and a matter of chance. Measured (one thread, same data, errors on the ~95 pixels a frame
+common to all frames) and the posterior saturates at unimix's 0.99: at 400 updates the 64
+held-out frames measured share the same most likely code in all 32 categoricals. The way out
+is slow and a matter of chance. Measured (one thread, same data, errors on the ~95 pixels a frame
 that differ from the mean frame, whose own error there is 4.87): 4 x 16 and 16 x 8 windows
 at 3e-4 give the same curve per update (the batch hardly matters) and sit at 4.92-4.99 to
 600 updates; 2 x 8 at 3e-4 to 1,600. 2 x 8 at the paper's 1e-4 with training seed 0 gets out
