@@ -24,8 +24,8 @@ from storm_wm.training.logger import MetricAccumulator
 from storm_wm.training.nonfinite import NonfiniteCounters, adam
 from storm_wm.training.trainer import Trainer, build_models
 
-# toy+tiny, with these fields set otherwise.
-TINY = {
+# The networks and schedule these tests run on: toy+tiny with these fields changed.
+TINY_CHANGES = {
     "world_model.hidden": 32, "world_model.feedforward": 32, "world_model.bins": 17,
     "world_model.sequence_length": 6, "world_model.dropout": 0.0, "agent.bins": 17,
     "agent.imagination_batch": 3, "agent.context_length": 3, "agent.horizon": 4,
@@ -81,7 +81,7 @@ def test_replay_device_rule():
 
 
 def filled_trainer(seed: int = 0):
-    config = build_config("toy+tiny", TINY)
+    config = build_config("toy+tiny", TINY_CHANGES)
     torch.manual_seed(seed)
     models = build_models(config, 3, torch.device("cpu"))
     trainer = Trainer(models, config, torch.device("cpu"), torch.float32)
@@ -185,7 +185,7 @@ def test_accumulator_leaves_nan_out_of_means_and_drops_metrics_without_values():
 
 
 def tiny_models(seed: int = 0, **overrides):
-    config = build_config("toy+tiny", {**TINY, **overrides})
+    config = build_config("toy+tiny", {**TINY_CHANGES, **overrides})
     torch.manual_seed(seed)
     return config, build_models(config, 3, torch.device("cpu"))
 

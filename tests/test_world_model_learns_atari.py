@@ -70,7 +70,7 @@ WINDOW = 16
 CONTEXT = 8
 """Real frames the open-loop prediction starts from."""
 MOVING_PIXEL_THRESHOLD = 0.1
-"""A pixel moves if its three values differ from the mean frame's by more than this in all."""
+"""A pixel moves if its three values differ from the mean frame's by more than this, summed."""
 
 
 @dataclass(frozen=True)
