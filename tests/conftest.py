@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from storm_wm.config import Config, build_config
+from storm_wm.device import CPU_BF16_VARIABLE
 from storm_wm.models import WorldModel
 from storm_wm.persistence.checkpoint import save_checkpoint
 from storm_wm.training.trainer import Models, build_models
@@ -27,6 +28,19 @@ def random_steps(count: int, seed: int, shape: tuple[int, ...], end_rate: float)
         rng.standard_normal(count).astype(np.float32),
         rng.random(count) < end_rate,
     )
+
+
+CPU_BF16_ANSWERS = ("native", "emulated")
+"""Both answers of the CPU's bf16 detection: a test that depends on it runs under each, so any
+machine proves the path of the other kind of CPU too."""
+
+
+@pytest.fixture(params=CPU_BF16_ANSWERS)
+def cpu_bf16(request, monkeypatch) -> str:
+    """Runs the test once with each answer of `cpu_has_fast_bf16` (for this process and the
+    commands it starts)."""
+    monkeypatch.setenv(CPU_BF16_VARIABLE, request.param)
+    return request.param
 
 
 @pytest.fixture

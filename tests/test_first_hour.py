@@ -139,15 +139,6 @@ def test_after_a_refusal_the_corrected_command_works(tmp_path: Path) -> None:
     assert json.loads((run_dir / "config.json").read_text())["seed"] == 0
 
 
-def test_bf16_on_a_cpu_that_emulates_it_is_a_warning(monkeypatch, capsys) -> None:
-    monkeypatch.setattr(compose, "cpu_has_fast_bf16", lambda: False)
-    config = build_config("toy", {"precision": "bf16"})
-    compose.warn_about_precision(config, torch.device("cpu"))
-    assert "emulates bf16" in capsys.readouterr().err
-    compose.warn_about_precision(build_config("toy"), torch.device("cpu"))
-    assert capsys.readouterr().err == ""
-
-
 # Item 1: the start says when a CPU faces a GPU workload.
 
 

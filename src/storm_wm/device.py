@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -26,12 +28,20 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def cpu_has_fast_bf16() -> bool:
-    """True on CPUs with native bf16 matrix units (AMX or AVX512-BF16).
+CPU_BF16_VARIABLE = "STORM_WM_CPU_BF16"
+"""Overrides what /proc/cpuinfo says about native bf16: `native` or `emulated`. The tests run
+every precision-dependent check under both answers, so one machine proves both paths."""
 
-    Elsewhere PyTorch emulates bf16 matrix products, which is far slower than fp32 (measured
-    at about 100x on an AVX2-only machine), so autocast must stay off there.
-    """
+
+def cpu_has_fast_bf16() -> bool:
+    """True on CPUs with native bf16 matrix units (AMX or AVX512-BF16), unless overridden by
+    $STORM_WM_CPU_BF16. Elsewhere PyTorch emulates bf16 matrix products, far slower than fp32
+    (about 100x on an AVX2-only machine)."""
+    forced = os.environ.get(CPU_BF16_VARIABLE)
+    if forced is not None:
+        if forced not in ("native", "emulated"):
+            raise StormError(f"${CPU_BF16_VARIABLE} must be native or emulated, got {forced!r}")
+        return forced == "native"
     cpuinfo = Path("/proc/cpuinfo")
     if not cpuinfo.exists():
         return False
@@ -43,17 +53,47 @@ def cpu_has_fast_bf16() -> bool:
     return bool({"amx_bf16", "avx512_bf16"} & flags)
 
 
-def resolve_precision(name: str, device: torch.device) -> torch.dtype:
-    """The autocast dtype: bf16 where the device runs it fast, fp32 otherwise (or as asked)."""
+@dataclass(frozen=True)
+class Precision:
+    """The autocast dtype a run computes in, and why it was chosen (printed at its start)."""
+
+    dtype: torch.dtype
+    reason: str
+
+    @property
+    def name(self) -> str:
+        return "bf16" if self.dtype == torch.bfloat16 else "fp32"
+
+
+def choose_precision(name: str, device: torch.device) -> Precision:
+    """`--precision`: fp32 or bf16 as asked; `auto` bf16 on CUDA with bf16 support, else fp32.
+
+    On CPUs `auto` is fp32 even where bf16 is native: measured in docs/performance.md
+    ("Precision on CPUs"), bf16 autocast ran the CPU-sized presets no faster, and only the paper's
+    GPU-sized networks faster; fp32 keeps a seed's run the same on every kind of CPU.
+    """
     if name == "fp32":
-        return torch.float32
+        return Precision(torch.float32, "asked for (--precision fp32)")
     if name == "bf16":
-        return torch.bfloat16
+        return Precision(torch.bfloat16, "asked for (--precision bf16)")
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        if torch.cuda.is_bf16_supported():
+            return Precision(torch.bfloat16, "auto: bf16 autocast on CUDA")
+        return Precision(torch.float32, "auto: this CUDA device has no bf16")
     if device.type == "cpu":
-        return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
-    return torch.float32
+        if cpu_has_fast_bf16():
+            return Precision(
+                torch.float32,
+                "auto: fp32 on CPUs; this one has native bf16, and --precision bf16 runs "
+                "GPU-sized networks faster here (not the CPU presets)",
+            )
+        return Precision(torch.float32, "auto: fp32 on CPUs (this one emulates bf16)")
+    return Precision(torch.float32, f"auto: fp32 on {device.type}")
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype:
+    """The autocast dtype of `choose_precision`."""
+    return choose_precision(name, device).dtype
 
 
 def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:

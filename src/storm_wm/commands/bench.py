@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     from storm_wm.atomic import write_text_atomically
     from storm_wm.benchmark.run import run_benchmark
     from storm_wm.benchmark.table import format_table
-    from storm_wm.device import resolve_device, resolve_precision
+    from storm_wm.device import choose_precision, resolve_device
 
     if args.repeats < 1 or args.warmup < 0:
         raise StormError("--repeats must be at least 1 and --warmup at least 0")
@@ -151,7 +151,9 @@ def run(args: argparse.Namespace) -> int:
     }
     config = build_config(args.preset, overrides)
     device = resolve_device(config.device)
-    dtype = resolve_precision(config.precision, device)
+    precision = choose_precision(config.precision, device)
+    _log(f"precision {precision.name}: {precision.reason}")
+    dtype = precision.dtype
     loop = loop_settings(args, device)
 
     def write_json(result) -> None:

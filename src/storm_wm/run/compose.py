@@ -13,7 +13,13 @@ import torch
 from storm_wm.acting import Policy
 from storm_wm.atomic import write_text_atomically
 from storm_wm.config import Config
-from storm_wm.device import cpu_has_fast_bf16, replay_device, resolve_device, resolve_precision
+from storm_wm.device import (
+    choose_precision,
+    cpu_has_fast_bf16,
+    replay_device,
+    resolve_device,
+    resolve_precision,
+)
 from storm_wm.envs import make_env, resolve_game
 from storm_wm.errors import StormError
 from storm_wm.hints import command
@@ -236,11 +242,12 @@ def _train(config, run_dir, game, env, show_progress, resume) -> LoopState:
 
     if show_progress:
         device = next(components.models.world_model.parameters()).device
-        dtype = str(components.trainer.dtype).removeprefix("torch.")
+        precision = choose_precision(config.precision, device)
         verb = f"resuming at step {resume_step}" if resume_step else "training"
         print(
             f"storm-wm: {verb} {game} ({config.preset}, seed {config.seed}) for "
-            f"{config.train.steps} steps on {device} ({dtype}) -> {run_dir}"
+            f"{config.train.steps} steps on {device} in {precision.name} -> {run_dir}\n"
+            f"storm-wm: precision {precision.name}: {precision.reason}"
         )
         announce_workload(config, device, env)
     writer = CheckpointWriter(background=config.train.async_checkpoints)
