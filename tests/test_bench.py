@@ -9,11 +9,13 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from conftest import CPU_BF16_ANSWERS
 from storm_wm.benchmark.end_to_end import LoopSettings, loop_schedule
 from storm_wm.benchmark.flops import count_flops
 from storm_wm.benchmark.run_metrics import episode_returns, window_rate
 from storm_wm.cli import main
 from storm_wm.config import build_config
+from storm_wm.device import CPU_BF16_VARIABLE
 
 PHASES = ("world_model_update", "imagination", "agent_update")
 POSITIVE = (
@@ -39,19 +41,23 @@ def test_cpu_attention_flops_are_counted():
     assert flops == 2 * (2 * 2 * 4 * 8 * 8 * 16)  # scores Q K^T, then weights @ V
 
 
-@pytest.fixture(scope="module")
-def debug_figures(tmp_path_factory) -> dict:
-    """One real run on Pong at the debug preset. One thread: on a 2-core machine shared with
-    other jobs, two threads spend most of their time waiting for each other."""
+@pytest.fixture(scope="module", params=CPU_BF16_ANSWERS)
+def debug_figures(request, tmp_path_factory) -> dict:
+    """One real run on Pong at the debug preset, under each answer of the CPU's bf16 detection.
+    One thread: on a 2-core machine shared with other jobs, two threads spend most of their
+    time waiting for each other."""
     path = tmp_path_factory.mktemp("bench") / "bench.json"
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1", CPU_BF16_VARIABLE: request.param}
     result = subprocess.run(
         [sys.executable, "-m", "storm_wm.cli", "bench", "--preset", "debug", "--repeats", "2",
          "--warmup", "1", "--threads", "1", "--json", str(path)],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        capture_output=True, text=True, timeout=300, env=environment,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     for phase in (*PHASES, "act", "training step", "peak memory", "load average"):
         assert phase in result.stdout
+    assert f"native bf16: {'yes' if request.param == 'native' else 'no'}" in result.stdout
+    assert "precision fp32: auto: fp32 on CPUs" in result.stderr
     return json.loads(path.read_text())
 
 
@@ -63,7 +69,7 @@ def test_bench_json_has_every_figure(debug_figures):
     for name, phase in figures["phases"].items():
         assert phase["seconds"] > 0 and phase["tflop"] > 0, name
         assert len(phase["seconds_samples"]) == (20 if name == "act" else 2)
-    assert figures["precision"] == "fp32"  # no native bf16 on the CPUs this is tested on
+    assert figures["precision"] == "fp32"  # --precision auto on any CPU (storm_wm.device)
     assert figures["preset"] == "debug" and figures["game"] == "Pong"
     assert figures["replay_bytes"] >= 10_000 * 64 * 64 * 3  # the debug preset's full buffer
     assert figures["peak_rss_bytes"] > figures["replay_bytes"]
@@ -73,7 +79,9 @@ def test_bench_figures_are_consistent(debug_figures):
     figures, phases = debug_figures, debug_figures["phases"]
     assert figures["step_seconds"] == pytest.approx(sum(phases[p]["seconds"] for p in PHASES))
     assert figures["step_tflop"] == pytest.approx(sum(phases[p]["tflop"] for p in PHASES))
-    peak = figures["peak_tflops_fp32"]
+    # The step is held against the peak of the precision it ran in.
+    peak = figures[f"peak_tflops_{figures['precision']}"]
+    assert figures["peak_precision"] == figures["precision"]
     assert figures["fraction_of_peak"] == pytest.approx(
         figures["step_tflop"] / figures["step_seconds"] / peak
     )
