@@ -152,9 +152,9 @@ def run(args: argparse.Namespace) -> int:
     config = build_config(args.preset, overrides)
     device = resolve_device(config.device)
     precision = choose_precision(config.precision, device)
+    loop = loop_settings(args, device)  # refuses bad loop options before anything is printed
     _log(f"precision {precision.name}: {precision.reason}")
     dtype = precision.dtype
-    loop = loop_settings(args, device)
 
     def write_json(result) -> None:
         """Written after the phases and after each loop measurement: a run stopped part-way
