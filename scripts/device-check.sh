@@ -12,7 +12,7 @@
 # bench.log, training.log and table.txt; the table is printed last. See docs/performance.md, "GPU".
 #
 # It uses the machine's own python3 and PyTorch (torch is never installed or upgraded) and runs
-# the project from this checkout (PYTHONPATH=src). Packages the machine lacks are installed, with
+# the project from this checkout (PYTHONPATH=src:tools). Packages the machine lacks are installed, with
 # --no-deps, into a scratch folder from the wheels in .whl/ (git-ignored), which must hold only
 # these and stay under 60 MB (about 3.6 MB). Fill it, on a machine with network access, from the
 # checkout's root, with versions pinned as in pyproject.toml (farama-notifications is a
@@ -78,9 +78,9 @@ if [ -n "$missing" ]; then
     --target "$site" "${wheels[@]}" >/dev/null
   export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 fi
-export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$PWD/src:$PWD/tools${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 
 budget=()
 if [ -n "${DEVICE_CHECK_SECONDS:-}" ]; then budget=(--budget "$DEVICE_CHECK_SECONDS"); fi
-exec "$python" -m storm_wm.benchmark.device_check "$outdir" $dry_run "${budget[@]}"
+exec "$python" -m device_check "$outdir" $dry_run "${budget[@]}"

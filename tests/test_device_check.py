@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from storm_wm.benchmark.device_check import GAMES, GPU_PLAN, OUTPUT_FILES
+from device_check.check import GAMES, GPU_PLAN, OUTPUT_FILES
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "device-check.sh"

@@ -1,7 +1,7 @@
 """The device check behind scripts/device-check.sh: tests, bench and four concurrent Atari runs
 on one GPU within a fixed time, recorded in a few files.
 
-    python -m storm_wm.benchmark.device_check OUTDIR [--dry-run] [--budget SECONDS]
+    PYTHONPATH=src:tools python -m device_check OUTDIR [--dry-run] [--budget SECONDS]
 
 Stages, each a subprocess in its own session with a time limit taken from what is left of the
 budget (a stage that overruns is stopped, its process group killed, and recorded as timed out):
@@ -32,8 +32,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from storm_wm.benchmark.device_stages import run_bench, run_tests, run_training
-from storm_wm.benchmark.device_table import format_table
+from device_check.stages import run_bench, run_tests, run_training
+from device_check.table import format_table
 
 GAMES = ("Pong", "Breakout", "Boxing", "MsPacman")
 OUTPUT_FILES = ("summary.json", "tests.log", "bench.json", "bench.log", "training.log", "table.txt")

@@ -1,4 +1,4 @@
-"""The device check's stages, each a subprocess with a time limit (see device_check.py)."""
+"""The device check's stages, each a subprocess with a time limit (see check.py)."""
 
 from __future__ import annotations
 
