@@ -9,7 +9,9 @@ one, unless `checkpoint_every` is given). The rate is read from the run's own me
 (benchmark/run_metrics.py), so it is the figure a user's run logs. Peak memory is the device's
 (CUDA: max_memory_allocated) or, on a CPU, the process's peak resident memory. A compiled
 variant records what became of each compiled function (`compilation.RECORDS`): one that fell
-back to eager says so, with the reason, instead of passing for compiled.
+back to eager says so, with the reason, instead of passing for compiled. A run stopped by a
+signal (a time limit's SIGTERM) keeps the rate of its shorter window, marked `stopped_by`, and
+ends the measurements with an error.
 
 With `concurrent` counts, that many runs are started at once as separate `storm-wm train`
 processes sharing the device (seeds 1..N), and their aggregate rate is the sum of each run's
@@ -113,12 +115,14 @@ def run_variant(
     memory = PeakMemory(device)
     memory.reset()
     first_record = len(compilation.RECORDS)
-    train(loop_config, run_dir, show_progress=False)
+    state = train(loop_config, run_dir, show_progress=False)
     figures = {
         "compile": VARIANTS[variant],
         **_rate_figures(run_dir, timed_from, checkpoint_every),
         "peak_memory_bytes": memory.read(),
         "peak_memory_kind": "device" if device.type == "cuda" else "process resident",
+        # A signal (a time limit's SIGTERM) ends the run early: its window is shorter.
+        "stopped_by": state.stopped_by,
     }
     if VARIANTS[variant]:
         figures.update(compile_outcome(compilation.RECORDS[first_record:]))
@@ -221,8 +225,14 @@ def run_end_to_end(
         for variant in settings.variants:
             log(f"end to end, {variant}: training steps 0..{total}, timed from {timed_from}")
             run_dir = Path(temporary) / variant
-            result["variants"][variant] = run_variant(config, settings, variant, device, run_dir)
+            figures = run_variant(config, settings, variant, device, run_dir)
+            result["variants"][variant] = figures
             on_progress(result)
+            if figures["stopped_by"]:
+                raise StormError(
+                    f"the {variant} loop was stopped by {figures['stopped_by']} at step "
+                    f"{figures['last_step']}; the figures so far are kept"
+                )
         for count in settings.concurrent:
             log(f"end to end, {count} concurrent run(s) sharing {device}")
             directory = Path(temporary) / f"concurrent_{count}"

@@ -101,6 +101,8 @@ def _end_to_end_lines(figures: dict | None) -> list[str]:
             f"    fell back to eager: {fallback['function']} ({fallback['reason']})"
             for fallback in run.get("compile_fallbacks", [])
         ]
+        if run.get("stopped_by"):
+            lines.append(f"    stopped by {run['stopped_by']}: timed to step {run['last_step']}")
     for count, entry in figures["concurrent"].items():
         speedup = entry["speedup_over_one_run"]
         lines.append(
