@@ -172,3 +172,23 @@ def test_the_loop_keeps_a_given_checkpoint_cadence():
     config = build_config("toy", {})  # 300 random steps, a record every 100
     assert loop_schedule(config, LoopSettings(200, 0))[2] == 100  # half the timed steps
     assert loop_schedule(config, LoopSettings(200, 0, checkpoint_every=2500)) == (400, 600, 2500)
+
+
+def test_a_failed_profile_is_recorded_and_the_bench_goes_on(monkeypatch):
+    """A profiler that fails (an API this PyTorch lacks) must not cost the figures after it."""
+    from storm_wm.benchmark import run
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no profiler here\nmore")
+
+    monkeypatch.setattr(run, "profile_phases", broken)
+    written = []
+    config = build_config("toy+tiny", {"train.replay_capacity": 400, "train.warmup_steps": 40})
+    result = run.run_benchmark(
+        config, torch.device("cpu"), torch.float32, repeats=1, warmup=0, profile_steps=1,
+        on_figures=lambda figures: written.append(list(figures.measured)),
+    )  # fmt: skip
+    assert result.profile == {"error": "RuntimeError: no profiler here"}
+    assert result.planned == ["phases", "profile"] and result.measured == ["phases"]
+    assert written == [["phases"], ["phases"]]  # after the phases, then with the error
+    assert "profile: failed (RuntimeError: no profiler here)" in format_profile(result.profile)

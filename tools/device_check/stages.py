@@ -194,7 +194,7 @@ def bench_figures(figures: dict[str, Any]) -> dict[str, Any]:
         "train_every": figures["train_every"],
         "phases": phases,
         # The profile's scalars per phase; its top kernels and gaps are in profile.txt.
-        "profile": None if profile is None else {
+        "profile": profile if profile is None or "error" in profile else {
             name: {key: value for key, value in phase.items()
                    if not isinstance(value, list | dict)}
             for name, phase in [*profile["phases"].items(), ("step", profile["step"])]
@@ -245,9 +245,13 @@ def run_bench(
     missing = [name for name in figures.get("planned", []) if name not in figures["measured"]]
     if stage["timed_out"] or stage["interrupted"]:
         status = _stopped_status(stage, bool(figures))
+    elif stage["returncode"] == 0:
+        status = "partial" if missing else "ok"  # a measurement that failed and was skipped
     else:
-        status = "ok" if stage["returncode"] == 0 and not missing else "failed"
+        status = "failed"
     error = {} if status == "ok" else {"error": _last_line(out / "bench.log")}
+    if (figures.get("profile") or {}).get("error"):
+        error = {"error": f"the profile failed: {figures['profile']['error']}"}
     return {"status": status, **stage, **error, "missing": missing, **figures}
 
 

@@ -318,6 +318,8 @@ def _count(value: float | None) -> str:
 
 def format_profile(summary: dict[str, Any]) -> list[str]:
     """The summary as text: one block per phase, per step."""
+    if "error" in summary:
+        return [f"profile: failed ({summary['error']})"]
     lines = [
         f"profile: {summary['steps']} step(s) under torch.profiler on {summary['device']}, per "
         "step (wall times include the profiler's own cost)"

@@ -205,8 +205,13 @@ def run_benchmark(
         log(f"profiling {profile_steps} whole training step(s) and their environment steps")
         phases = {name: getattr(workload, name) for name in TRAINING_PHASES}
         phases["act_and_env"] = _ActAndStep(acting, env, config.train.train_every)
-        result.profile = profile_phases(phases, device, profile_steps)
-        result.measured.append("profile")
+        try:
+            result.profile = profile_phases(phases, device, profile_steps)
+            result.measured.append("profile")
+        except Exception as error:  # a profiler that fails here must not cost the loop's figures
+            reason = (str(error).strip().splitlines() or [""])[0][:300]
+            result.profile = {"error": f"{type(error).__name__}: {reason}"}
+            log(f"the profile failed ({result.profile['error']}); going on without it")
         result.load_average_end = load_average()
         on_figures(result)
         del phases
