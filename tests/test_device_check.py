@@ -128,6 +128,64 @@ def test_pytest_outcomes_are_read_from_a_stopped_run():
     }
 
 
+def gpu_summary() -> dict:
+    """What a GPU run's summary could hold (made-up figures), to read the table's GPU rows."""
+    phase = {"seconds": 0.02, "tflop": 0.79, "tflops": 39.5, "fraction_of_peak": 0.05}
+    profiled = {
+        "wall_seconds": 0.03,
+        "device_busy_seconds": 0.01,
+        "kernels": 1500.0,
+        "kernel_launches": 1400.0,
+        "graph_launches": 2.0,
+        "synchronizations": 1.0,
+    }
+    loop = {"updates_per_second": 1.0, "peak_memory_bytes": 9e9, "steps": 100}
+    return {
+        "dry_run": False, "device": "NVIDIA H200", "torch": "2.11.0+cu130", "python": "3.12.3",
+        "budget_seconds": 530, "elapsed_seconds": 512.0, "stages": list(STAGES),
+        "complete": True, "tests": {"status": "passed", "counts": {"passed": 7}},
+        "bench": {
+            "status": "ok", "missing": [], "precision": "bf16", "replay_on_device": True,
+            "peak_tflops_bf16": 790.0, "peak_tflops_fp32": 50.0, "step_seconds": 0.02,
+            "step_tflop": 0.79, "env_step_seconds": 0.001, "train_every": 1,
+            "phases": {"imagination": phase, "act": {**phase, "seconds": 0.004}},
+            "profile": {"imagination": profiled, "step": profiled,
+                        "act_and_env": {**profiled, "device_busy_seconds": 0.001}},
+            "loop": {
+                "eager": {**loop, "steps_per_second": 30.0, "compile": False},
+                "compiled": {**loop, "steps_per_second": 90.0, "compile": True, "compiled": True,
+                             "compile_fallbacks": []},
+            },
+            "concurrent": {
+                "1": {"aggregate_steps_per_second": 30.0, "speedup_over_one_run": 1.0},
+                "4": {"aggregate_steps_per_second": 78.0, "speedup_over_one_run": 2.6},
+            },
+        },
+        "training": {"status": "skipped"},
+    }  # fmt: skip
+
+
+def test_the_table_gives_a_gpu_run_its_distance_from_the_floor_and_the_targets():
+    from device_check.table import format_table
+
+    lines = format_table(gpu_summary()).splitlines()
+    imagination = next(line for line in lines if line.strip().startswith("imagination")).split()
+    # 20 ms for 0.79 TFLOP: 1 ms at 790 TFLOP/s, 5 % of the peak, 20x the floor; the device
+    # busy 10 of the 20 ms timed; 1,400 kernel and 2 graph launches; one synchronisation.
+    assert imagination[1:] == ["20", "0.79", "39.5", "5.0%", "1", "20", "50%", "1500", "1402", "1"]
+    act = next(line for line in lines if line.strip().startswith("act ")).split()
+    assert act[7] == "20%"  # 1 ms busy over the 4 ms act and the 1 ms environment step
+    text = "\n".join(lines)
+    assert "loop compiled: 90 env steps/s" in text and "; compiled" in text
+    assert (
+        "first target <= 60 min (>= 28/s) met, goal <= 20 min (>= 83/s) met, moonshot "
+        "<= 10 min (>= 167/s) not met" in text
+    )
+    assert "4 runs at once: 2.60x one run, goal >= 2.5x met" in text
+    assert "arithmetic floor: 1.67 min per 100k steps" in text  # 0.79 TFLOP x 1e5 / 790 / 60
+    assert lines[-1] == "training: skipped"
+
+
 def test_the_gpu_plan_parses_into_the_intended_bench_and_training():
     """The GPU stages cannot run here; their command lines can at least be read as intended."""
     import types

@@ -87,7 +87,10 @@ def _bench_lines(bench: dict[str, Any]) -> list[str]:
         seconds, tflop = phase["seconds"], phase["tflop"]
         floor = tflop / peak if peak else None
         profiled_phase = profile.get(profiled.get(name, name), {})
-        busy = profiled_phase.get("device_busy_fraction")
+        # The profiler slows the host, not the device: its busy time over the timed wall.
+        busy_seconds = profiled_phase.get("device_busy_seconds")
+        wall = seconds + (bench["train_every"] * bench["env_step_seconds"] if name == "act" else 0)
+        busy = None if busy_seconds is None else busy_seconds / wall
         lines.append(
             f"  {name:<20}{_milliseconds(seconds):>9}{_number(tflop, 3):>9}"
             f"{_number(tflop / seconds, 3):>9}"
@@ -99,9 +102,10 @@ def _bench_lines(bench: dict[str, Any]) -> list[str]:
             f"{_number(profiled_phase.get('synchronizations'), 3):>6}"
         )
     lines.append(
-        "  (x floor: time over the phase's FLOPs at the bf16 peak; busy: device busy over the "
-        "profiled wall time; launch: kernel and graph launches per step, or operator calls "
-        "where there is no device timeline; syncs: host-device synchronisations)"
+        "  (x floor: time over the phase's FLOPs at the bf16 peak; busy: device busy time in the "
+        "profile over the timed time (act: with its environment steps); launch: kernel and "
+        "graph launches per step, or operator calls where there is no device timeline; syncs: "
+        "host-device synchronisations)"
     )
     if "act_and_env" in profile:
         wall = _milliseconds(profile["act_and_env"]["wall_seconds"])
