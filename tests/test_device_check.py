@@ -234,7 +234,7 @@ def _watch(process: subprocess.Popen, out: Path, until=None, timeout: float = 90
 @pytest.mark.slow
 def test_dry_run_runs_every_stage_in_order_and_writes_after_each(tmp_path):
     """Tests, bench (profile and a compile fallback included) and four concurrent Atari runs
-    stopped by SIGINT, at toy scale (about two minutes here)."""
+    stopped by SIGINT, at toy scale (about 80 s here)."""
     out = tmp_path / "out"
     process = subprocess.Popen(
         ["bash", str(SCRIPT), "--dry-run", str(out)], stdout=subprocess.PIPE,
@@ -313,14 +313,14 @@ def test_dry_run_runs_every_stage_in_order_and_writes_after_each(tmp_path):
 def test_a_stage_stopped_at_its_limit_is_partial_and_a_stopped_check_keeps_its_figures(tmp_path):
     """A budget too small for the bench's loop (the phases fit): the bench is stopped at its
     limit and reported partial with the phases' figures; then SIGTERM during training stops
-    the check, which writes out what it has (about a minute here)."""
+    the check, which writes out what it has (about 35 s here)."""
     out = tmp_path / "out"
     environment = {
         **ENV, "TMPDIR": str(tmp_path),
         "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tools")]),
     }  # fmt: skip
     process = subprocess.Popen(
-        [sys.executable, "-m", "device_check", str(out), "--dry-run", "--budget", "60",
+        [sys.executable, "-m", "device_check", str(out), "--dry-run", "--budget", "45",
          "--stages", "bench,training",
          "--bench-extra=--loop-steps 100000 --loop-variants eager --concurrent 1"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment, cwd=ROOT,

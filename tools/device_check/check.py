@@ -132,7 +132,7 @@ DRY_RUN_PLAN = Plan(
     bench_least_share=0.4,
     training_least_share=0.2,
     stop_share=0.05,
-    training_most=30,
+    training_most=20,
     # Compiling for real takes minutes on a small CPU: with no C++ compiler the compiled
     # variant falls back to eager at once, which rehearses how a fallback is recorded.
     bench_environment={"CXX": "/nonexistent/storm-wm-dry-run-c++"},
