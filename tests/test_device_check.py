@@ -62,16 +62,17 @@ def test_without_cuda_it_says_so_in_one_line(tmp_path):
     assert not list((tmp_path / "out").iterdir())
 
 
-def test_usage_errors_are_one_line():
+def test_usage_errors_are_one_line(tmp_path):
     result = run_script()
     assert result.returncode == 2 and "usage:" in result.stderr
     assert run_script("--fast", "out").returncode == 2
     result = run_script("out", "--stages")
-    assert (
-        result.returncode == 2
-        and result.stderr.count("\n") == 1
-        and "needs a value" in (result.stderr)
-    )
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "needs a value" in result.stderr
+    # The script hands its options to the check, which refuses an unknown stage.
+    result = run_script("--dry-run", "--stages", "warmup", str(tmp_path))
+    assert result.returncode == 2
+    assert "--stages warmup: choose from tests, bench, training" in result.stderr
 
 
 @pytest.mark.parametrize("budget", [30, 60, 100, 200, 310, 530, 1000])
