@@ -4,7 +4,7 @@
 #
 # On the GPU machine, from the checkout's root, with the git-ignored .whl/ folder travelling
 # with the checkout, as ONE command with a 600 s limit, OUTDIR being the folder whose files
-# come back (on a rented machine, $OUT):
+# come back from the machine:
 #
 #   bash scripts/device-check.sh OUTDIR
 #
