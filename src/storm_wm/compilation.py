@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 
 import torch
 
 from storm_wm.device import compile_mode
+
+RECORDS: list[dict] = []
+"""What happened to each function compiled in this process, in order: `{"function",
+"compiled": True, "first_call_seconds"}` once its first compiled call returned (the compile
+itself, for a fresh graph), or `{"function", "compiled": False, "reason"}` when it fell back to
+eager. A benchmark reads it to tell a compiled run from one that silently ran eagerly."""
 
 
 class CompiledFunction:
@@ -26,6 +33,7 @@ class CompiledFunction:
         self.eager = function
         self.description = description
         self.mode = compile_mode(device)
+        self.first_call = True
         self.compiled: Callable | None
         try:
             self.compiled = torch.compile(function, mode=self.mode, dynamic=False)
@@ -39,11 +47,13 @@ class CompiledFunction:
             "running it eagerly",
             file=sys.stderr,
         )
+        RECORDS.append({"function": self.description, "compiled": False, "reason": reason})
         self.compiled = None
 
     def __call__(self, *args):
         if self.compiled is None:
             return self.eager(*args)
+        started = time.perf_counter()
         try:
             if self.mode == "reduce-overhead":
                 torch.compiler.cudagraph_mark_step_begin()
@@ -51,6 +61,12 @@ class CompiledFunction:
         except Exception as error:  # the compiler failed: eager computes the same function
             self._fall_back(error)
             return self.eager(*args)
+        if self.first_call:
+            self.first_call = False
+            seconds = round(time.perf_counter() - started, 3)
+            RECORDS.append(
+                {"function": self.description, "compiled": True, "first_call_seconds": seconds}
+            )
         if self.mode == "reduce-overhead":
             outputs = tuple(output.clone() for output in outputs)
         return outputs

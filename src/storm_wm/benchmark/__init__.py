@@ -6,6 +6,7 @@ matrix-product peaks (peak.py), the machine and its memory (machine.py), the pha
 real Trainer, imagination and Policy (phases.py), environment speed (environment.py), the
 profiler's top operators (profile.py), and the figures and their table (results.py, table.py).
 The real training loop end to end, alone or as concurrent runs, is timed by end_to_end.py from
-the runs' own metrics (run_metrics.py); device_check.py (with device_stages.py and
-device_table.py) is scripts/device-check.sh's body.
+the runs' own metrics (run_metrics.py). The harnesses that use these on a rented machine
+(tools/device_check, scripts/device-check.sh's body, and tools/checkpoint_cost.py) live beside
+the package and import it; nothing here imports them.
 """

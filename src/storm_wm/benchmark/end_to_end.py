@@ -5,9 +5,13 @@ models and environment: the random warm-up steps, then `warmup` more steps with 
 compilation, the allocator and the caches settle), then `steps` timed steps of acting, the
 environment, updates, metric logging and checkpoints (written as training writes them, with
 `checkpoint_every` lowered to half the timed steps if need be so that the window holds at least
-one). The rate is read from the run's own metrics.jsonl (benchmark/run_metrics.py), so it is
-the figure a user's run logs. Peak memory is the device's (CUDA: max_memory_allocated) or, on a
-CPU, the process's peak resident memory.
+one, unless `checkpoint_every` is given). The rate is read from the run's own metrics.jsonl
+(benchmark/run_metrics.py), so it is the figure a user's run logs. Peak memory is the device's
+(CUDA: max_memory_allocated) or, on a CPU, the process's peak resident memory. A compiled
+variant records what became of each compiled function (`compilation.RECORDS`): one that fell
+back to eager says so, with the reason, instead of passing for compiled. A run stopped by a
+signal (a time limit's SIGTERM) keeps the rate of its shorter window, marked `stopped_by`, and
+ends the measurements with an error.
 
 With `concurrent` counts, that many runs are started at once as separate `storm-wm train`
 processes sharing the device (seeds 1..N), and their aggregate rate is the sum of each run's
@@ -46,7 +50,12 @@ class LoopSettings:
     """Environment steps with updates run before timing starts (not timed)."""
     variants: tuple[str, ...] = ("eager", "compiled")
     concurrent: tuple[int, ...] = ()
-    """Numbers of runs to start at once for the aggregate rate (empty: none)."""
+    """Numbers of runs to start at once for the aggregate rate (empty: none), in this order."""
+    checkpoint_every: int | None = None
+    """Checkpoint cadence of the loop's runs; None: half the timed steps, at most the preset's,
+    so that the window holds checkpoints. A short window with two checkpoints weighs them far
+    more than a run does (one every 2,500 steps at the paper's preset): give the preset's
+    cadence to time the steady state alone."""
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -59,7 +68,9 @@ def loop_schedule(config: Config, settings: LoopSettings) -> tuple[int, int, int
     # Updates, and with them training-metric records, start on the step after the random ones.
     timed_from = _round_up(train.warmup_steps + settings.warmup + 1, train.log_every)
     total = _round_up(timed_from + settings.steps, train.log_every)
-    checkpoint_every = min(train.checkpoint_every, max(1, settings.steps // 2))
+    checkpoint_every = settings.checkpoint_every or min(
+        train.checkpoint_every, max(1, settings.steps // 2)
+    )
     return timed_from, total, checkpoint_every
 
 
@@ -94,19 +105,43 @@ def _rate_figures(run_dir: Path, timed_from: int, checkpoint_every: int) -> dict
 def run_variant(
     config: Config, settings: LoopSettings, variant: str, device: torch.device, run_dir: Path
 ) -> dict[str, Any]:
-    """One in-process training run of `variant`; its rate over the timed window, peak memory."""
+    """One in-process training run of `variant`; its rate over the timed window, peak memory,
+    and for a compiled variant what became of each compiled function."""
+    from storm_wm import compilation
     from storm_wm.run.compose import train
 
     loop_config = _loop_config(config, settings, VARIANTS[variant])
     timed_from, _, checkpoint_every = loop_schedule(config, settings)
     memory = PeakMemory(device)
     memory.reset()
-    train(loop_config, run_dir, show_progress=False)
-    return {
+    first_record = len(compilation.RECORDS)
+    state = train(loop_config, run_dir, show_progress=False)
+    figures = {
         "compile": VARIANTS[variant],
         **_rate_figures(run_dir, timed_from, checkpoint_every),
         "peak_memory_bytes": memory.read(),
         "peak_memory_kind": "device" if device.type == "cuda" else "process resident",
+        # A signal (a time limit's SIGTERM) ends the run early: its window is shorter.
+        "stopped_by": state.stopped_by,
+    }
+    if VARIANTS[variant]:
+        figures.update(compile_outcome(compilation.RECORDS[first_record:]))
+    return figures
+
+
+def compile_outcome(records: list[dict]) -> dict[str, Any]:
+    """`compiled`: every compiled function ran compiled (False if any fell back to eager, None
+    if none was called); `compile_fallbacks`: each fallback's function and reason;
+    `compile_records`: everything recorded, first-call (compile) seconds included."""
+    fallbacks = [
+        {"function": record["function"], "reason": record["reason"]}
+        for record in records
+        if not record["compiled"]
+    ]
+    return {
+        "compiled": None if not records else not fallbacks,
+        "compile_fallbacks": fallbacks,
+        "compile_records": records,
     }
 
 
@@ -174,7 +209,8 @@ def run_end_to_end(
     log: Callable[[str], None],
     on_progress: Callable[[dict[str, Any]], None] = lambda figures: None,
 ) -> dict[str, Any]:
-    """Every variant in this process, then each concurrent count; the JSON's `end_to_end`.
+    """Every variant in this process, then each concurrent count, in the order given; the
+    JSON's `end_to_end`.
 
     `on_progress` receives the figures so far after each variant and count (a caller stopped
     part-way, by a time limit, keeps what was measured)."""
@@ -189,8 +225,14 @@ def run_end_to_end(
         for variant in settings.variants:
             log(f"end to end, {variant}: training steps 0..{total}, timed from {timed_from}")
             run_dir = Path(temporary) / variant
-            result["variants"][variant] = run_variant(config, settings, variant, device, run_dir)
+            figures = run_variant(config, settings, variant, device, run_dir)
+            result["variants"][variant] = figures
             on_progress(result)
+            if figures["stopped_by"]:
+                raise StormError(
+                    f"the {variant} loop was stopped by {figures['stopped_by']} at step "
+                    f"{figures['last_step']}; the figures so far are kept"
+                )
         for count in settings.concurrent:
             log(f"end to end, {count} concurrent run(s) sharing {device}")
             directory = Path(temporary) / f"concurrent_{count}"

@@ -33,6 +33,8 @@ class PhaseResult:
             "tflop": self.tflop,
             "tflops": self.tflop / self.seconds,
             "fraction_of_peak": self.tflop / self.seconds / peak_tflops,
+            # The phase's time at the peak: how far it is from its arithmetic floor.
+            "floor_seconds": self.tflop / peak_tflops,
             "peak_memory_bytes": self.peak_memory_bytes,
         }
 
@@ -64,8 +66,16 @@ class BenchResult:
     replay_frames: int
     replay_bytes: int
     peak_rss_bytes: int
+    replay_on_device: bool = False
+    """Whether the phases' replay was mirrored on the device, as training places it."""
     notes: list[str] = field(default_factory=list)
-    profile: dict[str, list] | None = None
+    planned: list[str] = field(default_factory=list)
+    """The measurements asked for, in the order they are made: phases, profile, loop VARIANT,
+    concurrent N."""
+    measured: list[str] = field(default_factory=list)
+    """Those done so far: a run stopped part-way lacks the rest."""
+    profile: dict | None = None
+    """The profile's summary (benchmark/profile.py); None when not asked for."""
     end_to_end: dict | None = None
     """The real training loop's rates by variant and by number of concurrent runs
     (benchmark/end_to_end.py); None when not asked for."""
@@ -130,8 +140,11 @@ class BenchResult:
             "interaction_fraction_of_step": self.interaction_fraction_of_step,
             "replay_frames": self.replay_frames,
             "replay_bytes": self.replay_bytes,
+            "replay_on_device": self.replay_on_device,
             "peak_rss_bytes": self.peak_rss_bytes,
             "notes": self.notes,
+            "planned": self.planned,
+            "measured": self.measured,
             "profile": self.profile,
             "end_to_end": self.end_to_end,
         }

@@ -24,7 +24,7 @@ from storm_wm.benchmark.phases import (
     TrainingWorkload,
     replay_bytes,
 )
-from storm_wm.benchmark.profile import top_operators
+from storm_wm.benchmark.profile import profile_phases
 from storm_wm.benchmark.results import BenchResult, PhaseResult
 from storm_wm.benchmark.timing import timed
 from storm_wm.config import Config
@@ -101,6 +101,38 @@ def _time_training_phases(
         )
 
 
+def planned_measurements(profile: bool, loop: LoopSettings | None) -> list[str]:
+    """The measurements a run makes, in the order it makes them; bench.json lists those done,
+    so a run stopped part-way says what it did not reach."""
+    planned = ["phases", *(["profile"] if profile else [])]
+    if loop is not None:
+        planned += [f"loop {variant}" for variant in loop.variants]
+        planned += [f"concurrent {count}" for count in loop.concurrent]
+    return planned
+
+
+def _loop_measurements(figures: dict) -> list[str]:
+    return [f"loop {name}" for name in figures["variants"]] + [
+        f"concurrent {count}" for count in figures["concurrent"]
+    ]
+
+
+class _ActAndStep:
+    """One acting step and the environment step it chooses, `train_every` times: what a
+    training step's environment steps cost, for the profile."""
+
+    def __init__(self, acting: ActingStep, env, train_every: int) -> None:
+        self.acting, self.env, self.train_every = acting, env, train_every
+        self.env.reset()
+
+    def __call__(self) -> None:
+        for _ in range(self.train_every):
+            action = int(self.acting.act()[0])
+            _, _, terminated, truncated, _ = self.env.step(action)
+            if terminated or truncated:
+                self.env.reset()
+
+
 def run_benchmark(
     config: Config,
     device: torch.device,
@@ -108,7 +140,7 @@ def run_benchmark(
     *,
     repeats: int,
     warmup: int,
-    profile: bool = False,
+    profile_steps: int = 0,
     command: str = "storm-wm bench",
     log: Callable[[str], None] = _quiet,
     loop: LoopSettings | None = None,
@@ -117,9 +149,12 @@ def run_benchmark(
 ) -> BenchResult:
     """Times each phase of a training step at `config` on `device` in `dtype` (see BenchResult).
 
-    With `loop`, then times the real training loop end to end (benchmark/end_to_end.py);
-    `overrides` (with `config.preset`) rebuild `config` in the concurrent runs' processes.
-    `on_figures` receives the result after the phases and again after each loop measurement.
+    The most telling figures come first: the phases (and their FLOPs and the peaks), then with
+    `profile_steps` a profile of that many whole steps (benchmark/profile.py), then with `loop`
+    the real training loop end to end (benchmark/end_to_end.py); `overrides` (with
+    `config.preset`) rebuild `config` in the concurrent runs' processes. `on_figures` receives
+    the result after the phases and again after each later measurement, so a run stopped
+    part-way (a time limit) leaves what it measured.
     """
     load_start = load_average()
     date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
@@ -150,20 +185,6 @@ def run_benchmark(
 
     log("timing the environment")
     env_step_seconds = environment_step_seconds(env, rng)
-    env.close()
-
-    profiles = None
-    if profile:
-        log("profiling one more pass of each phase")
-        functions = {name: getattr(workload, name) for name in TRAINING_PHASES}
-        functions["act"] = acting.act
-        profiles = {name: top_operators(function, device) for name, function in functions.items()}
-        del functions
-    peak_rss = memory.process_peak()
-    replay_frames, replay_size = workload.replay.capacity, replay_bytes(workload.replay)
-    del workload, acting  # the loop's runs build their own models and replay
-    if device.type == "cuda":
-        torch.cuda.empty_cache()  # room for the concurrent runs' processes
 
     result = BenchResult(
         command=command, date=date, preset=config.preset, game=config.env.game,
@@ -173,14 +194,38 @@ def run_benchmark(
         load_average_end=load_average(), peaks=peaks,
         phases={name: recorder.result(name) for name in (*TRAINING_PHASES, "act")},
         env_step_seconds=env_step_seconds, train_every=config.train.train_every,
-        replay_frames=replay_frames, replay_bytes=replay_size,
-        peak_rss_bytes=peak_rss, notes=notes, profile=profiles,
+        replay_frames=workload.replay.capacity, replay_bytes=replay_bytes(workload.replay),
+        replay_on_device=workload.replay.device is not None,
+        peak_rss_bytes=memory.process_peak(), notes=notes,
+        planned=planned_measurements(profile_steps > 0, loop), measured=["phases"],
     )  # fmt: skip
     on_figures(result)
+
+    if profile_steps > 0:
+        log(f"profiling {profile_steps} whole training step(s) and their environment steps")
+        phases = {name: getattr(workload, name) for name in TRAINING_PHASES}
+        phases["act_and_env"] = _ActAndStep(acting, env, config.train.train_every)
+        try:
+            result.profile = profile_phases(phases, device, profile_steps)
+            result.measured.append("profile")
+        except Exception as error:  # a profiler that fails here must not cost the loop's figures
+            reason = (str(error).strip().splitlines() or [""])[0][:300]
+            result.profile = {"error": f"{type(error).__name__}: {reason}"}
+            log(f"the profile failed ({result.profile['error']}); going on without it")
+        result.load_average_end = load_average()
+        on_figures(result)
+        del phases
+    env.close()
+    del workload, acting  # the loop's runs build their own models and replay
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # room for the concurrent runs' processes
     if loop is not None:
 
         def progress(figures: dict) -> None:
             result.end_to_end = figures
+            before_loop = [name for name in result.measured if name in ("phases", "profile")]
+            result.measured = [*before_loop, *_loop_measurements(figures)]
+            result.load_average_end = load_average()
             on_figures(result)
 
         result.end_to_end = run_end_to_end(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from storm_wm.benchmark.peak import MatmulPeak
 from storm_wm.benchmark.phases import TRAINING_PHASES
+from storm_wm.benchmark.profile import format_profile
 from storm_wm.benchmark.results import BenchResult
 
 _HEADER = "  " + f"{'phase':<22}" + "".join(
@@ -68,17 +69,14 @@ def format_table(result: BenchResult) -> str:
         f"{result.interaction_seconds_per_update:.4g} s = "
         f"{result.interaction_fraction_of_step:.1%} of a training step",
         f"replay buffer: {result.replay_frames:,} frames as uint8, "
-        f"{_gigabytes(result.replay_bytes)}; process peak resident memory "
+        f"{_gigabytes(result.replay_bytes)}"
+        f"{', mirrored on the device' if result.replay_on_device else ''}; process peak "
+        "resident memory "
         f"{_gigabytes(result.peak_rss_bytes)}",
     ]
     lines += _end_to_end_lines(result.end_to_end)
-    for name, operators in (result.profile or {}).items():
-        lines.append(f"top operators by self time, {name}:")
-        lines += [
-            f"    {operator['share']:>6.1%} {operator['self_seconds']:>9.4g} s "
-            f"{operator['calls']:>6} calls  {operator['name']}"
-            for operator in operators
-        ]
+    if result.profile is not None:
+        lines += ["", *format_profile(result.profile)]
     lines += [f"note: {note}" for note in result.notes]
     return "\n".join(lines)
 
@@ -99,6 +97,12 @@ def _end_to_end_lines(figures: dict | None) -> list[str]:
             f"{run['hours_per_100k_steps']:.3g} h per 100k steps, peak memory "
             f"{_gigabytes(run['peak_memory_bytes'])} ({run['peak_memory_kind']})"
         )
+        lines += [
+            f"    fell back to eager: {fallback['function']} ({fallback['reason']})"
+            for fallback in run.get("compile_fallbacks", [])
+        ]
+        if run.get("stopped_by"):
+            lines.append(f"    stopped by {run['stopped_by']}: timed to step {run['last_step']}")
     for count, entry in figures["concurrent"].items():
         speedup = entry["speedup_over_one_run"]
         lines.append(

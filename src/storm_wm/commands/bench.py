@@ -48,7 +48,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="CPU threads for PyTorch (default: PyTorch's, one per core); on a machine shared "
         "with other jobs fewer threads can be faster",
     )  # fmt: skip
-    parser.add_argument("--profile", action="store_true", help="also list each phase's top ops")
+    parser.add_argument(
+        "--profile", action="store_true",
+        help="also profile whole training steps after the timed ones (torch.profiler): per "
+        "phase, and for acting + environment, wall time, device busy time and idle gaps, "
+        "operator calls, kernel launches, host-device synchronisations, the top kernels or "
+        "operators",
+    )  # fmt: skip
+    parser.add_argument(
+        "--profile-steps", type=int, default=3, metavar="N",
+        help="training steps profiled by --profile (default 3)",
+    )  # fmt: skip
     parser.add_argument(
         "--loop-steps", type=int, default=None, metavar="N",
         help="also time N environment steps of the real training loop (acting, environment, "
@@ -66,9 +76,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "(default)",
     )  # fmt: skip
     parser.add_argument(
+        "--loop-checkpoint-every", type=int, default=None, metavar="N",
+        help="checkpoint cadence of the loop's runs (default: half of --loop-steps, at most the "
+        "preset's, so that the timed window holds checkpoints; the preset's own cadence times "
+        "the steady state a run sees between checkpoints)",
+    )  # fmt: skip
+    parser.add_argument(
         "--concurrent", default="", metavar="LIST",
         help="also time the loop with this many training processes sharing the device at once, "
-        "e.g. 1,2,4: their aggregate environment steps/s (default: none)",
+        "e.g. 1,2,4 (measured in the order given): their aggregate environment steps/s "
+        "(default: none)",
     )  # fmt: skip
     parser.add_argument(
         "--json", type=Path, default=None, metavar="FILE", help="also write every figure as JSON"
@@ -83,9 +100,11 @@ def _command_line(args: argparse.Namespace) -> str:
         "--precision", args.precision, "--repeats", str(args.repeats),
         "--warmup", str(args.warmup),
         *(["--threads", str(args.threads)] if args.threads is not None else []),
-        *(["--profile"] if args.profile else []),
+        *(["--profile", "--profile-steps", str(args.profile_steps)] if args.profile else []),
         *(["--loop-steps", str(args.loop_steps)] if args.loop_steps is not None else []),
         "--loop-warmup", str(args.loop_warmup), "--loop-variants", args.loop_variants,
+        *(["--loop-checkpoint-every", str(args.loop_checkpoint_every)]
+          if args.loop_checkpoint_every is not None else []),
         *(["--concurrent", args.concurrent] if args.concurrent else []), *args.overrides,
     ]  # fmt: skip
     return shlex.join(words)
@@ -110,6 +129,9 @@ def loop_settings(args: argparse.Namespace, device) -> LoopSettings | None:
         steps = 0 if device.type == "cpu" else 500
     if steps < 0 or args.loop_warmup < 0:
         raise StormError("--loop-steps and --loop-warmup must be 0 or more")
+    checkpoint_every = args.loop_checkpoint_every
+    if checkpoint_every is not None and checkpoint_every < 1:
+        raise StormError("--loop-checkpoint-every must be at least 1")
     variants = tuple(word.strip() for word in args.loop_variants.split(",") if word.strip())
     unknown = [variant for variant in variants if variant not in VARIANTS]
     if unknown or not variants:
@@ -119,7 +141,7 @@ def loop_settings(args: argparse.Namespace, device) -> LoopSettings | None:
         if concurrent:
             raise StormError("--concurrent times the training loop: give --loop-steps N too")
         return None
-    return LoopSettings(steps, args.loop_warmup, variants, concurrent)
+    return LoopSettings(steps, args.loop_warmup, variants, concurrent, checkpoint_every)
 
 
 def _log(message: str) -> None:
@@ -136,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.repeats < 1 or args.warmup < 0:
         raise StormError("--repeats must be at least 1 and --warmup at least 0")
+    if args.profile_steps < 1:
+        raise StormError("--profile-steps must be at least 1")
     if args.threads is not None:
         if args.threads < 1:
             raise StormError("--threads must be at least 1")
@@ -163,7 +187,8 @@ def run(args: argparse.Namespace) -> int:
             write_text_atomically(args.json, json.dumps(result.to_dict(), indent=2) + "\n")
 
     result = run_benchmark(
-        config, device, dtype, repeats=args.repeats, warmup=args.warmup, profile=args.profile,
+        config, device, dtype, repeats=args.repeats, warmup=args.warmup,
+        profile_steps=args.profile_steps if args.profile else 0,
         command=_command_line(args), log=_log, loop=loop, overrides=overrides,
         on_figures=write_json,
     )  # fmt: skip

@@ -1,6 +1,6 @@
 """Measures what checkpointing costs a run, as a fraction of its training time.
 
-    python -m storm_wm.benchmark.checkpoint_cost [--preset atari100k] [--game Pong]
+    python tools/checkpoint_cost.py [--preset atari100k] [--game Pong]
 
 Builds the preset's real models, optimizers and replay buffer in a temporary run directory on
 the current disk, times a few training steps, then times complete checkpoints (a new replay
