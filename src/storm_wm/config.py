@@ -254,6 +254,21 @@ PRESETS: dict[str, dict[str, Any]] = {
             "checkpoint_every": 1_000, "log_every": 100, "replay_capacity": 10_000,
         },
     },
+    # STORM for a CPU: the whole agent learns Atari games within about an hour on 2 cores
+    # (docs/results.md). Only sizes and schedule differ from the paper; the algorithm, the
+    # protocol and the evaluation are the paper's.
+    "small": {
+        "world_model": {
+            "channels": (8, 16, 16, 16), "categoricals": 16, "classes": 16, "hidden": 128,
+            "layers": 1, "heads": 4, "feedforward": 256, "head_hidden": 128, "max_length": 32,
+            "batch_size": 8, "sequence_length": 16, "learning_rate": 1e-3,
+        },
+        "agent": {
+            "hidden": 128, "imagination_batch": 64, "context_length": 4, "horizon": 8,
+            "learning_rate": 3e-4,
+        },
+        "train": {"steps": 30_000, "checkpoint_every": 5_000},
+    },
     # Networks for a pipeline smoke test (stack it: toy+tiny): a training step takes
     # milliseconds on a CPU, and nothing is learned. Sizes only; the schedule stays the other
     # preset's.

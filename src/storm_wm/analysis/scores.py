@@ -110,7 +110,8 @@ def load_reference(name: str) -> ScoreTable:
     return {game: list(scores) for game, scores in _load_package_table(name).items()}
 
 
-def _normalizers(game: str) -> tuple[float, float] | None:
+def random_and_human(game: str) -> tuple[float, float] | None:
+    """The published (random, human) scores of `game`; None outside the Atari 100k games."""
     random_scores = _load_package_table("random")
     human_scores = _load_package_table("human")
     if game not in random_scores or game not in human_scores:
@@ -120,7 +121,7 @@ def _normalizers(game: str) -> tuple[float, float] | None:
 
 def has_normalizers(game: str) -> bool:
     """Whether `game` has published random and human scores (the 26 Atari 100k games)."""
-    return _normalizers(game) is not None
+    return random_and_human(game) is not None
 
 
 def human_normalized(game: str, score: float) -> float | None:
@@ -129,7 +130,7 @@ def human_normalized(game: str, score: float) -> float | None:
     Only the Atari 100k games have published random and human scores; a toy environment has
     no meaningful normalization, so callers show its raw score and leave it out of aggregates.
     """
-    normalizers = _normalizers(game)
+    normalizers = random_and_human(game)
     if normalizers is None:
         return None
     random_score, human_score = normalizers
@@ -140,7 +141,7 @@ def normalize_table(table: ScoreTable) -> ScoreTable:
     """The human-normalized scores of every game of `table` that has normalizers; others dropped."""
     normalized: ScoreTable = {}
     for game, scores in table.items():
-        normalizers = _normalizers(game)
+        normalizers = random_and_human(game)
         if normalizers is not None:
             random_score, human_score = normalizers
             normalized[game] = [

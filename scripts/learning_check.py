@@ -1,0 +1,167 @@
+"""Summarises a learning check: every seed's curve in one PNG, and the eval table.
+
+    python scripts/learning_check.py OUT
+
+OUT holds one run directory per seed, as scripts/learning-check.sh leaves them: each trained and
+evaluated, its training wall time in seconds beside it (NAME.wall_seconds). Writes OUT/curve.png
+(each seed's episode returns against environment steps, a moving average over them, its eval
+mean at the end, and the random and human scores as lines), OUT/results.json and OUT/results.md
+(per-seed eval mean, the mean over seeds with its 95 % Student-t interval, wall time and
+environment steps per second per run).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from storm_wm.analysis.runs import load_run
+from storm_wm.analysis.scores import load_reference, random_and_human
+from storm_wm.analysis.stats import t_interval
+from storm_wm.errors import StormError
+
+SMOOTHING_EPISODES = 10
+"""Episodes in the moving average drawn over each seed's raw returns."""
+
+
+def moving_average(values: np.ndarray, width: int) -> np.ndarray:
+    """Mean of each value and the up to `width - 1` before it (shorter at the start)."""
+    sums = np.cumsum(np.concatenate([[0.0], values]))
+    ends = np.arange(1, len(values) + 1)
+    starts = np.maximum(0, ends - width)
+    return (sums[ends] - sums[starts]) / (ends - starts)
+
+
+def summarise(out: Path) -> dict:
+    run_dirs = sorted(path.parent for path in out.glob("*/eval.json"))
+    if not run_dirs:
+        raise StormError(f"{out} holds no evaluated run (no */eval.json); train and evaluate first")
+    runs = [load_run(path) for path in run_dirs]
+    games = {run.game for run in runs}
+    if len(games) != 1:
+        raise StormError(f"{out} mixes games ({', '.join(sorted(games))}); one game per folder")
+    game = games.pop()
+    rows = []
+    for run in runs:
+        config = json.loads((run.path / "config.json").read_text())
+        wall = run.path.with_name(f"{run.path.name}.wall_seconds")
+        seconds = float(wall.read_text()) if wall.is_file() else None
+        steps = run.evaluation.step if run.evaluation else None
+        eval_record = json.loads((run.path / "eval.json").read_text())
+        rows.append(
+            {
+                "run": run.path.name,
+                "seed": run.seed,
+                "eval_mean": run.score,
+                "eval_episodes": len(eval_record["returns"]),
+                "step": steps,
+                "preset": config["preset"],
+                "wall_seconds": seconds,
+                "steps_per_second": steps / seconds if steps and seconds else None,
+                "training_episodes": len(run.episode_returns),
+            }
+        )
+    means = [row["eval_mean"] for row in rows]
+    interval = t_interval(means)
+    random_score, human_score = random_and_human(game) or (None, None)
+    storm = load_reference("storm").get(game)
+    return {
+        "game": game,
+        "runs": rows,
+        "mean": float(np.mean(means)),
+        "ci95": list(interval) if interval else None,
+        "random": random_score,
+        "human": human_score,
+        "storm_paper": float(np.mean(storm)) if storm else None,
+        "_curves": [
+            (run.seed, run.episode_steps, run.episode_returns, row["step"], run.score)
+            for run, row in zip(runs, rows, strict=True)
+        ],
+    }
+
+
+def plot(summary: dict, path: Path) -> None:
+    figure = Figure(figsize=(7.0, 4.2), layout="constrained")
+    FigureCanvasAgg(figure)
+    axis = figure.subplots()
+    for index, (seed, steps, returns, eval_step, score) in enumerate(summary["_curves"]):
+        color = f"C{index % 10}"
+        axis.plot(steps, returns, ".", color=color, alpha=0.25, markersize=3)
+        axis.plot(
+            steps,
+            moving_average(returns, SMOOTHING_EPISODES),
+            color=color,
+            label=f"seed {seed}: eval {score:.1f}",
+        )
+        axis.plot([eval_step], [score], "D", color=color, markersize=7, markeredgecolor="k")
+    for name, label, style in (
+        ("random", "random", ":"),
+        ("human", "human", "--"),
+        ("storm_paper", "STORM paper (100k steps)", "-."),
+    ):
+        if summary[name] is not None:
+            axis.axhline(summary[name], color="grey", linestyle=style, label=label)
+    axis.set_xlabel("environment step")
+    axis.set_ylabel("episode return")
+    axis.set_title(
+        f"{summary['game']}: training episodes (dots; line: mean of {SMOOTHING_EPISODES}), "
+        "eval mean (diamond)",
+        fontsize=9,
+    )
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.savefig(path, dpi=100)
+
+
+def markdown(summary: dict) -> str:
+    lines = [
+        f"# Learning check: {summary['game']}",
+        "",
+        "| run | seed | preset | steps | eval mean | eval episodes | wall time | env steps/s |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in summary["runs"]:
+        wall = f"{row['wall_seconds'] / 60:.0f} min" if row["wall_seconds"] else "?"
+        rate = f"{row['steps_per_second']:.2f}" if row["steps_per_second"] else "?"
+        lines.append(
+            f"| {row['run']} | {row['seed']} | {row['preset']} | {row['step']} | "
+            f"{row['eval_mean']:.2f} | {row['eval_episodes']} | {wall} | {rate} |"
+        )
+    ci = summary["ci95"]
+    ci_text = f" [{ci[0]:.2f}, {ci[1]:.2f}] (95 % t-interval over seeds)" if ci else ""
+    lines += ["", f"Mean over seeds: **{summary['mean']:.2f}**{ci_text}."]
+    references = [
+        f"{name} {summary[key]:.1f}"
+        for name, key in (("random", "random"), ("human", "human"), ("STORM paper", "storm_paper"))
+        if summary[key] is not None
+    ]
+    if references:
+        lines.append(f"Published: {', '.join(references)} (STORM: 100k steps, paper config).")
+    return "\n".join(lines) + "\n"
+
+
+def main(arguments: list[str]) -> int:
+    if len(arguments) != 1:
+        print("usage: python scripts/learning_check.py OUT", file=sys.stderr)
+        return 2
+    out = Path(arguments[0])
+    try:
+        summary = summarise(out)
+    except StormError as error:
+        print(f"learning-check: {error}", file=sys.stderr)
+        return 2
+    plot(summary, out / "curve.png")
+    del summary["_curves"]
+    (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "results.md").write_text(markdown(summary))
+    print(markdown(summary), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,103 @@
+"""scripts/learning-check.sh, as a user runs it, at tiny sizes on a real ROM so it cannot rot.
+
+The real check trains the `small` preset for an hour per seed (docs/results.md); here the same
+script trains the tiny networks for 80 steps of Boxing with short episodes, two seeds at once.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "learning-check.sh"
+TINY = [
+    "--steps",
+    "80",
+    "--train.warmup_steps",
+    "40",
+    "--env.max_episode_frames",
+    "200",
+    "--train.log_every",
+    "20",
+    "--train.checkpoint_every",
+    "40",
+    "--train.diagnostics_every",
+    "0",
+    "--train.video_every",
+    "0",
+]
+
+
+def learning_check(out: Path, *arguments: str) -> subprocess.CompletedProcess:
+    environment = {
+        **os.environ,
+        "OUT": str(out),
+        "PRESET": "small+tiny",
+        "EPISODES": "2",
+        "JOBS": "2",
+        "STORM_WM": str(Path(sys.executable).parent / "storm-wm"),
+        "PYTHON": sys.executable,
+    }
+    return subprocess.run(
+        ["bash", str(SCRIPT), *arguments],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=900,
+    )
+
+
+@pytest.fixture(scope="module")
+def checked(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    out = tmp_path_factory.mktemp("learning-check") / "Boxing"
+    return out, learning_check(out, "Boxing", "1,2", "--", *TINY)
+
+
+def test_the_check_trains_and_evaluates_every_seed(checked):
+    out, result = checked
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["game"] == "Boxing" and [run["seed"] for run in summary["runs"]] == [1, 2]
+    for run in summary["runs"]:
+        assert run["preset"] == "small+tiny" and run["step"] == 80
+        assert run["eval_episodes"] == 2 and run["training_episodes"] >= 1
+        assert run["wall_seconds"] > 0 and run["steps_per_second"] > 0
+    means = [run["eval_mean"] for run in summary["runs"]]
+    assert summary["mean"] == pytest.approx(sum(means) / 2)
+    low, high = summary["ci95"]
+    assert low <= summary["mean"] <= high
+    assert (summary["random"], summary["human"]) == (0.1, 12.1)  # Boxing's published scores
+    assert summary["storm_paper"] == pytest.approx(79.7, abs=0.05)
+
+
+def test_the_check_draws_the_curves_and_writes_the_table(checked):
+    out, result = checked
+    assert (out / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = (out / "results.md").read_text()
+    assert "| Boxing_seed1 | 1 | small+tiny | 80 |" in table and "Mean over seeds" in table
+    assert table in result.stdout
+
+
+def test_a_second_call_continues_and_does_not_evaluate_again(checked):
+    out, _ = checked
+    before = json.loads((out / "results.json").read_text())
+    again = learning_check(out, "Boxing", "1,2", "--", *TINY)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("already evaluated at its newest checkpoint") == 2
+    after = json.loads((out / "results.json").read_text())
+    assert [run["eval_mean"] for run in after["runs"]] == [
+        run["eval_mean"] for run in before["runs"]
+    ]
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [([], "usage:"), (["Boxing", "one"], "SEEDS must look like"), (["--fast"], "unknown option")],
+)
+def test_bad_usage_is_one_line_and_exit_2(tmp_path, arguments, message):
+    result = learning_check(tmp_path / "out", *arguments)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and message in result.stderr
