@@ -252,16 +252,17 @@ def test_hints_name_the_console_as_it_can_be_typed(monkeypatch, tmp_path: Path) 
     from storm_wm import hints
 
     monkeypatch.setattr(hints.shutil, "which", lambda name: "/usr/bin/storm-wm")
-    assert hints.command("train --resume x") == "storm-wm train --resume x"
+    assert hints.command("train", "--resume", "x") == "storm-wm train --resume x"
+    assert hints.command("eval", Path("my runs/it's")) == """storm-wm eval 'my runs/it'"'"'s'"""
     monkeypatch.setattr(hints.shutil, "which", lambda name: None)
-    bin_dir = tmp_path / ".venv" / "bin"
+    bin_dir = tmp_path / "a venv" / "bin"
     bin_dir.mkdir(parents=True)
     (bin_dir / "storm-wm").write_text("")
     monkeypatch.setattr(hints.sys, "executable", str(bin_dir / "python"))
     monkeypatch.chdir(tmp_path)
-    assert hints.command("train --resume x") == ".venv/bin/storm-wm train --resume x"
+    assert hints.command("train", "--resume", "x") == "'a venv/bin/storm-wm' train --resume x"
     (bin_dir / "storm-wm").unlink()
-    assert hints.command("eval x") == f"{bin_dir / 'python'} -m storm_wm.cli eval x"
+    assert hints.command("eval", "x") == f"'{bin_dir / 'python'}' -m storm_wm.cli eval x"
 
 
 # Item 8: bookkeeping may change on resume.

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from storm_wm.analysis.scores import REFERENCE_METHODS  # light: no numpy, no matplotlib
 from storm_wm.errors import StormError
+from storm_wm.hints import command
 
 if TYPE_CHECKING:
     from storm_wm.analysis.report import Method
@@ -107,7 +108,7 @@ def _usable_runs(paths: Sequence[Path]) -> list[RunResult]:
     for path in paths:
         if not has_eval(path) and not any(child.is_dir() and has_eval(child) for child in
                                            path.iterdir()):  # fmt: skip
-            _say(f"skipping {path}: no eval.json (evaluate it with `storm-wm eval {path}`)")
+            _say(f"skipping {path}: no eval.json (evaluate it with `{command('eval', path)}`)")
             skipped.append(path)
             continue
         result = load_run(path)  # a directory of run directories fails with a hint
@@ -115,21 +116,21 @@ def _usable_runs(paths: Sequence[Path]) -> list[RunResult]:
         if evaluation is not None and evaluation.partial:
             _say(
                 f"skipping {path}: its eval.json is partial (interrupted); re-run "
-                f"`storm-wm eval {path}`"
+                f"`{command('eval', path)}`"
             )
             skipped.append(path)
             continue
         if result.stale:
             _say(
                 f"warning: {path}/eval.json scores step {evaluation.step}, but the run reached "
-                f"step {result.last_step}; re-run `storm-wm eval {path}` for its final score"
+                f"step {result.last_step}; re-run `{command('eval', path)}` for its final score"
             )
         runs.append(result)
     if paths and not runs:
         names = ", ".join(str(path) for path in skipped)
         raise StormError(
             f"no evaluated run among {names}: each has no eval.json or a partial one; run "
-            "`storm-wm eval` on them first"
+            f"`{command('eval', 'RUN_DIR')}` on each first"
         )
     return runs
 

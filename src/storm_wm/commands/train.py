@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     if state.stopped_by:
         print(
             f"storm-wm: stopped by {state.stopped_by} at step {state.step} with a checkpoint; "
-            f"continue with `{command(f'train --resume {run_dir}')}`"
+            f"continue with `{command('train', '--resume', run_dir)}`"
         )
         return 128 + int(signal.Signals[state.stopped_by])
     print(

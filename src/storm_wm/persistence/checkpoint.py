@@ -110,7 +110,7 @@ def write_failure_message(run_dir: Path, what: str, error: OSError) -> str:
     )
     return (
         f"cannot write {what}: {reason}; {kept}. Free disk space (or make {run_dir} writable), "
-        f"then continue with `{command(f'train --resume {run_dir}')}`"
+        f"then continue with `{command('train', '--resume', run_dir)}`"
     )
 
 
@@ -221,7 +221,7 @@ def find_checkpoint(run_dir: Path, step: int | None = None) -> Path:
     checkpoints = list_checkpoints(run_dir)
     if not checkpoints:
         raise StormError(
-            f"{run_dir} has no checkpoint yet; train it first (`{command('train ...')}`)"
+            f"{run_dir} has no checkpoint yet; train it first (`{command('train', '...')}`)"
         )
     if step is None:
         return checkpoints[-1][1]

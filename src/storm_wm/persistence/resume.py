@@ -41,7 +41,7 @@ def load_run_config(run_dir: Path) -> Config:
     if not (Path(run_dir) / "config.json").is_file():
         raise StormError(
             f"{run_dir} holds no storm-wm run (no config.json) to resume; start one with "
-            f"`{command(f'train --run-dir {run_dir}')}`"
+            f"`{command('train', '--game', 'GAME', '--run-dir', run_dir)}`"
         )
     return Config.load(Path(run_dir) / "config.json")
 

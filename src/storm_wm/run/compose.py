@@ -59,7 +59,7 @@ def refuse_existing_run(run_dir: Path) -> None:
     if (run_dir / "config.json").exists():
         raise StormError(
             f"{run_dir} already holds a run (left untouched); continue it with "
-            f"`{command(f'train --resume {run_dir}')}` or choose another --run-dir"
+            f"`{command('train', '--resume', run_dir)}` or choose another --run-dir"
         )
 
 

@@ -157,7 +157,7 @@ def train_loop(
             raise StormError(
                 f"{failure}; the checkpoint of step {state.step} holds the last finite weights. "
                 "Check the game's rewards and the learning rates, then start a new run (or "
-                f"evaluate this one with `{command('eval RUN_DIR')}`)"
+                f"evaluate this one with `{command('eval', 'RUN_DIR')}`)"
             )
         if due or state.stopped_by:
             save(state)
