@@ -1,0 +1,97 @@
+"""A newcomer's second walk: the rough edges of resuming, hints, names, estimates and logs.
+
+Runs are toy:catch with tiny models, through the `storm-wm` command line as a subprocess where
+that is how a user meets the behaviour (in this process where only the message matters).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from storm_wm import cli
+
+SCHEDULE = {
+    "train.warmup_steps": 40, "train.checkpoint_every": 40, "train.log_every": 20,
+    "train.train_every": 4, "train.video_every": 0, "train.diagnostics_every": 0,
+}  # fmt: skip
+SCHEDULE_ARGS = [item for name, value in SCHEDULE.items() for item in (f"--{name}", str(value))]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+STEPS = 80
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def storm_wm(*arguments: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "storm_wm.cli", *arguments]
+    return subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=300, cwd=cwd)
+
+
+def train_arguments(run_dir: Path, *extra: str) -> list[str]:
+    return [
+        "train", "--preset", "toy+tiny", "--steps", str(STEPS), *SCHEDULE_ARGS, "--no-progress",
+        "--run-dir", str(run_dir), *extra,
+    ]  # fmt: skip
+
+
+def one_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) == 1, text[-2000:]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("finished") / "run"
+    result = storm_wm(*train_arguments(run_dir))
+    assert result.returncode == 0, result.stderr[-2000:]
+    return run_dir
+
+
+def copy_run(source: Path, destination: Path) -> Path:
+    shutil.copytree(source, destination)
+    return destination
+
+
+# A damaged config.json is named, with what is wrong in it.
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ('{"agent": {"gamma": "abc"}}', "agent.gamma must be float, got 'abc'"),
+        ('{"bogus": {}}', "unknown config field 'bogus'"),
+        ("{}", "it is empty ({})"),
+        ('{"agent": 5}', "agent must be an object of fields, got 5"),
+    ],
+)
+@pytest.mark.parametrize("command_name", ["resume", "eval"])
+def test_a_damaged_config_json_is_named_with_its_problem(
+    finished_run: Path, tmp_path: Path, capsys, content: str, problem: str, command_name: str
+) -> None:
+    run_dir = copy_run(finished_run, tmp_path / "run")
+    (run_dir / "config.json").write_text(content)
+    if command_name == "resume":
+        arguments = ["train", "--resume", str(run_dir), "--no-progress"]
+    else:
+        arguments = ["eval", str(run_dir), "--episodes", "1"]
+    assert cli.main(arguments) == 2
+    error = one_line(capsys.readouterr().err)
+    assert f"{run_dir / 'config.json'} is damaged: {problem}" in error, error
+    assert "checkpoint" not in error  # the file is to blame, not the checkpoints
+
+
+def test_a_config_json_missing_sections_lists_them(finished_run: Path, tmp_path: Path) -> None:
+    run_dir = copy_run(finished_run, tmp_path / "run")
+    saved = json.loads((run_dir / "config.json").read_text())
+    del saved["world_model"], saved["seed"]
+    (run_dir / "config.json").write_text(json.dumps(saved))
+    result = storm_wm("train", "--resume", str(run_dir), "--no-progress")
+    assert result.returncode == 2
+    assert "config.json is damaged: it lacks world_model, seed;" in one_line(result.stderr)
