@@ -6,6 +6,7 @@ that is how a user meets the behaviour (in this process where only the message m
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -95,3 +96,35 @@ def test_a_config_json_missing_sections_lists_them(finished_run: Path, tmp_path:
     result = storm_wm("train", "--resume", str(run_dir), "--no-progress")
     assert result.returncode == 2
     assert "config.json is damaged: it lacks world_model, seed;" in one_line(result.stderr)
+
+
+# A log (not a terminal) hears from a long evaluation by time, not only every tenth.
+
+
+class Finished:
+    """What evaluate() hands its progress callback: the returns of the episodes done so far."""
+
+    def __init__(self, count: int) -> None:
+        self.returns = [1.0] * count
+
+    def __len__(self) -> int:
+        return len(self.returns)
+
+
+def test_eval_progress_in_a_log_is_printed_at_least_every_30_seconds() -> None:
+    from storm_wm.commands.eval import Progress
+
+    now = [0.0]
+    log = io.StringIO()  # not a terminal
+    progress = Progress(log, requested=1_000_000, clock=lambda: now[0])
+    for done, seconds in [(1, 0.0), (2, 10.0), (3, 29.9), (4, 30.0), (5, 45.0), (6, 61.0)]:
+        now[0] = seconds
+        progress(Finished(done))
+    lines = log.getvalue().splitlines()
+    assert [line.split(" episodes")[0] for line in lines] == [
+        "eval: 1/1000000",
+        "eval: 4/1000000",
+        "eval: 6/1000000",
+    ]
+    progress(Finished(100_000))  # a tenth: printed whatever the time
+    assert log.getvalue().splitlines()[-1].startswith("eval: 100000/1000000")
