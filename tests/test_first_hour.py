@@ -165,6 +165,7 @@ class FakeEnv:
 def test_paper_run_on_a_cpu_is_announced_with_its_duration(monkeypatch, capsys) -> None:
     monkeypatch.setattr(estimate, "update_flops", lambda config, actions: 1.478e12)
     monkeypatch.setattr(estimate, "matmul_flops_per_second", lambda: 100e9)
+    monkeypatch.setattr(estimate, "threads_in_use", lambda: 1)
     estimate.announce_workload(build_config("atari100k"), torch.device("cpu"), FakeEnv())
     message = capsys.readouterr().err
     # 98,976 updates of 1.478 TFLOP at 58 GFLOP/s: 2.5e6 s, about 29 days.

@@ -15,8 +15,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from storm_wm import cli
+from storm_wm.config import build_config
+from storm_wm.run import estimate
 
 SCHEDULE = {
     "train.warmup_steps": 40, "train.checkpoint_every": 40, "train.log_every": 20,
@@ -128,3 +131,45 @@ def test_eval_progress_in_a_log_is_printed_at_least_every_30_seconds() -> None:
     ]
     progress(Finished(100_000))  # a tenth: printed whatever the time
     assert log.getvalue().splitlines()[-1].startswith("eval: 100000/1000000")
+
+
+# The start-of-run estimate: the steps left, from a measurement that repeats.
+
+
+class FakeEnv:
+    class action_space:  # noqa: N801 (the attribute gymnasium envs have)
+        n = 6
+
+
+def test_the_estimate_of_a_resumed_run_counts_the_steps_left(monkeypatch, capsys) -> None:
+    monkeypatch.setattr(estimate, "update_flops", lambda config, actions: 1.478e12)
+    monkeypatch.setattr(estimate, "matmul_flops_per_second", lambda: 50e9)
+    monkeypatch.setattr(estimate, "threads_in_use", lambda: 2)
+    config = build_config("atari100k")
+    estimate.announce_workload(config, torch.device("cpu"), FakeEnv())
+    start = capsys.readouterr().err
+    # 98,976 updates of 1.478 TFLOP at 2 x 50 x 0.58 GFLOP/s: 2.52e6 s, 29 days.
+    assert "98,976 updates of 1.48 TFLOP, about 29 days on this CPU" in start
+    assert "2 threads at 50 GFLOP/s each" in start
+    estimate.announce_workload(config, torch.device("cpu"), FakeEnv(), done=50_000)
+    # (100,000 - 50,000) updates left: about 15 days
+    assert "50,000 updates left of 1.48 TFLOP, about 15 days" in capsys.readouterr().err
+    assert (
+        estimate.updates_left(config, 99_999) == 1 and estimate.updates_left(config, 500) == 98_976
+    )
+
+
+def test_the_speed_is_measured_on_one_thread_and_the_setting_put_back() -> None:
+    threads = torch.get_num_threads()
+    calls = []
+    real_mm = torch.mm
+
+    def mm(left, right):
+        calls.append(torch.get_num_threads())
+        return real_mm(left, right)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(estimate.torch, "mm", mm)
+        speed = estimate.matmul_flops_per_second(size=32, budget=0.0)
+    assert speed > 0 and len(calls) >= 4  # a warm-up product, then at least three timed
+    assert set(calls) == {1} and torch.get_num_threads() == threads
