@@ -6,6 +6,7 @@ that is how a user meets the behaviour (in this process where only the message m
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -19,6 +20,8 @@ import torch
 
 from storm_wm import cli
 from storm_wm.config import build_config
+from storm_wm.persistence import replay_store
+from storm_wm.persistence.checkpoint import list_checkpoints
 from storm_wm.run import estimate
 
 SCHEDULE = {
@@ -131,6 +134,53 @@ def test_eval_progress_in_a_log_is_printed_at_least_every_30_seconds() -> None:
     ]
     progress(Finished(100_000))  # a tenth: printed whatever the time
     assert log.getvalue().splitlines()[-1].startswith("eval: 100000/1000000")
+
+
+# A full disk: the message on a line of its own, naming the chunk, with the lasting fix.
+
+
+def test_a_full_disk_names_the_chunk_on_a_line_of_its_own(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    real_write = replay_store.write_atomically
+
+    def write(path: Path, parts) -> None:
+        if path.name.endswith("_000000080.npz"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_write(path, parts)
+
+    monkeypatch.setattr(replay_store, "write_atomically", write)
+    run_dir = tmp_path / "run"
+    arguments = train_arguments(run_dir, "--steps", "120")
+    arguments.remove("--no-progress")  # with the progress bar, as a user meets it
+    assert cli.main(arguments) == 2
+    err = capsys.readouterr().err
+    last = err.splitlines()[-1]
+    assert err.endswith(last + "\n")  # nothing printed after the message: no stale bar
+    chunk = run_dir / "replay" / "chunk_000000040_000000080.npz"
+    assert last.startswith(f"storm-wm train: error: cannot write replay chunk {chunk}: No space")
+    assert "the checkpoint of step 40 is intact" in last
+    assert f"train --resume {run_dir} --train.checkpoint_keep 1`" in last
+    assert "toy:catch:" in err.splitlines()[-2]  # the bar's line ended before the message
+
+
+# A lost replay range: warned about once; its unusable chunks set aside.
+
+
+def test_a_lost_replay_range_is_warned_about_once_and_its_chunks_set_aside(
+    finished_run: Path, tmp_path: Path, capsys
+) -> None:
+    run_dir = copy_run(finished_run, tmp_path / "run")
+    damaged = run_dir / "replay" / "chunk_000000000_000000040.npz"
+    damaged.write_bytes(damaged.read_bytes()[:-100])
+    assert cli.main(["train", "--resume", str(run_dir), "--steps", "120", "--no-progress"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "(40 of 80 lost" in warnings[0]
+    assert f"moved the 1 unusable chunk to {run_dir / 'replay' / 'unused'}" in warnings[0]
+    assert (run_dir / "replay" / "unused" / damaged.name).exists() and not damaged.exists()
+    assert cli.main(["train", "--resume", str(run_dir), "--steps", "160", "--no-progress"]) == 0
+    assert "warning" not in capsys.readouterr().err  # the loss was said once
+    assert list_checkpoints(run_dir)[-1][0] == 160
 
 
 # The start-of-run estimate: the steps left, from a measurement that repeats.

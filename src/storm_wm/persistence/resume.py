@@ -32,7 +32,7 @@ from storm_wm.persistence.compatibility import (
     check_checkpoint_matches,
     config_differences,
 )
-from storm_wm.persistence.replay_store import ReplayStore
+from storm_wm.persistence.replay_store import UNUSED, ReplayStore
 from storm_wm.replay import ReplayBuffer
 
 
@@ -106,11 +106,21 @@ def select_checkpoint(
             warn(f"storm-wm: warning: {reason}; renamed it *.corrupt and resumed from step {step}")
         replay_state = checkpoint["replay"]
         total = int(replay_state["total"])
-        problem = replay_store.restore_newest(replay, replay_state["chunks"], total)
+        first = replay_state.get("first")
+        problem = replay_store.restore_newest(replay, replay_state["chunks"], total, first)
         if problem is not None:
             # The weights are intact: never condemn them for the replay's sake (issue: eval and
-            # dream would find no checkpoint). Continue with the replay that remains.
-            expected = min(total, replay_store.capacity)
+            # dream would find no checkpoint). Continue with the replay that remains, and set
+            # the chunks it cannot use aside: the next checkpoint lists only those it holds
+            # (and the first step it holds), so the loss is reported this once.
+            moved = replay_store.set_aside_unused(replay_state["chunks"])
+            aside = (
+                f"; moved the {len(moved)} unusable chunk{'s' if len(moved) != 1 else ''} to "
+                f"{replay_store.directory / UNUSED} (delete it to free the space)"
+                if moved
+                else ""
+            )
+            expected = total - max(0, total - replay_store.capacity, first or 0)
             refill = (
                 f"; below train.warmup_steps ({config.train.warmup_steps}), so the agent acts "
                 "randomly and waits for updates until the buffer refills"
@@ -120,7 +130,8 @@ def select_checkpoint(
             warn(
                 f"storm-wm: warning: {problem}; the checkpoint of step {step} is intact and "
                 f"resumes with the {len(replay)} replay steps that remain ({expected - len(replay)}"
-                f" of {expected} lost{refill}); the run no longer matches one left alone exactly"
+                f" of {expected} lost{refill}){aside}; the run no longer matches one left alone "
+                "exactly"
             )
         return checkpoint
     raise StormError(

@@ -25,7 +25,7 @@ from storm_wm.persistence.checkpoint import (
     write_failure_message,
 )
 from storm_wm.persistence.lock import directory_lock
-from storm_wm.persistence.replay_store import ReplayStore
+from storm_wm.persistence.replay_store import ReplayStore, chunk_name
 from storm_wm.persistence.resume import check_resume_config, load_run_config, select_checkpoint
 from storm_wm.persistence.snapshot import Components, capture, restore
 from storm_wm.persistence.writer import CheckpointWriter, host_copy
@@ -113,6 +113,7 @@ def save_training_checkpoint(
     store = components.replay_store
     pending_chunk = store.take(components.replay)
     replay_total = components.replay.total_added
+    replay_first = replay_total - len(components.replay)  # later than total - capacity after a loss
     payload = host_copy(capture(config, components, state))
     summary = {
         "game": components.game,
@@ -127,9 +128,16 @@ def save_training_checkpoint(
             try:
                 store.write(pending_chunk)
             except OSError as error:
-                raise StormError(write_failure_message(run_dir, "a replay chunk", error)) from None
+                chunk = store.directory / chunk_name(pending_chunk.first, pending_chunk.stop)
+                raise StormError(
+                    write_failure_message(run_dir, f"replay chunk {chunk}", error)
+                ) from None
         # Listed only now: the chunk just written is on disk before the checkpoint naming it.
-        payload["replay"] = {"total": replay_total, "chunks": store.manifest(replay_total)}
+        payload["replay"] = {
+            "total": replay_total,
+            "first": replay_first,
+            "chunks": store.manifest(replay_total),
+        }
         save_checkpoint(run_dir, step, payload, summary)
         kept = prune_checkpoints(run_dir, config.train.checkpoint_keep)
         if config.train.checkpoint_keep > 0 and kept:
