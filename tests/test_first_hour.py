@@ -278,7 +278,9 @@ def test_resume_may_change_bookkeeping_but_not_the_experiment(
     result = storm_wm("train", "--resume", str(run_dir), "--no-progress", *changed)
     assert result.returncode == 0, result.stderr[-2000:]
     saved = json.loads((run_dir / "config.json").read_text())
-    assert saved["train"]["checkpoint_keep"] == 3 and saved["train"]["log_every"] == 40
+    # The budget and the checkpoint count stay for later resumes; the rest was for this one.
+    assert saved["train"]["steps"] == 200 and saved["train"]["checkpoint_keep"] == 3
+    assert saved["train"]["log_every"] == 20 and saved["train"]["checkpoint_every"] == 40
     assert [step for step, _ in list_checkpoints(run_dir)] == [80, 120, 160, 200][-3:]
     refused = storm_wm("train", "--resume", str(run_dir), "--agent.gamma", "0.9")
     assert "agent.gamma 0.985 vs 0.9" in error_line(refused)

@@ -136,6 +136,91 @@ def test_eval_progress_in_a_log_is_printed_at_least_every_30_seconds() -> None:
     assert log.getvalue().splitlines()[-1].startswith("eval: 100000/1000000")
 
 
+# Which settings a resume keeps, said when it changes them, with a readable history.
+
+
+def test_a_resume_keeps_the_budget_and_checkpoint_count_and_nothing_else(
+    finished_run: Path, tmp_path: Path
+) -> None:
+    run_dir = copy_run(finished_run, tmp_path / "run")
+    once = ["--train.checkpoint_every", "20", "--train.log_every", "10", "--device", "cpu"]
+    result = storm_wm("train", "--resume", str(run_dir), "--no-progress", "--steps", "120",
+                      "--train.checkpoint_keep", "5", *once)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "storm-wm: resuming at step 80 toy:catch" in result.stdout  # the header, all the same
+    assert (
+        "storm-wm: from now on (config.json updated): train.steps 80 -> 120; "
+        "train.checkpoint_keep 3 -> 5" in result.stdout
+    )
+    assert (
+        "storm-wm: for this resume only (config.json keeps the run's): device 'auto' -> 'cpu'; "
+        "train.checkpoint_every 40 -> 20; train.log_every 20 -> 10" in result.stdout
+    )
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert (saved["train"]["steps"], saved["train"]["checkpoint_keep"]) == (120, 5)
+    assert (saved["train"]["checkpoint_every"], saved["train"]["log_every"]) == (40, 20)
+    assert saved["device"] == "auto"
+    (record,) = [json.loads(line) for line in (run_dir / "resumes.jsonl").read_text().splitlines()]
+    assert record["resumed_at_step"] == 80
+    assert record["kept_in_config"] == {"train.steps": [80, 120], "train.checkpoint_keep": [3, 5]}
+    assert record["this_resume_only"]["train.checkpoint_every"] == [40, 20]
+    assert [step for step, _ in list_checkpoints(run_dir)] == [40, 80, 100, 120]
+
+    # A plain resume (`make train`) keeps the budget and count, and the run's own interval.
+    result = storm_wm("train", "--resume", str(run_dir), "--no-progress", "--steps", "160")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "for this resume only" not in result.stdout
+    assert [step for step, _ in list_checkpoints(run_dir)] == [40, 80, 100, 120, 160]
+    assert len((run_dir / "resumes.jsonl").read_text().splitlines()) == 2
+
+
+# Hints work when pasted, whatever the run directory is called, and never start a surprise.
+
+
+def test_a_pasted_hint_resumes_a_run_dir_with_spaces(finished_run: Path, tmp_path: Path) -> None:
+    run_dir = copy_run(finished_run, tmp_path / "my run dir")
+    refused = storm_wm(*train_arguments(run_dir))
+    assert refused.returncode == 2
+    hint = one_line(refused.stderr).split("`")[1]
+    assert hint.endswith(f"train --resume '{run_dir}'")
+    pasted = subprocess.run(
+        ["bash", "-c", f"{hint} --steps 100 --no-progress"],
+        capture_output=True, text=True, env=ENV, timeout=300,
+    )  # fmt: skip
+    assert pasted.returncode == 0, pasted.stderr[-2000:]
+    assert "storm-wm: resuming at step 80 toy:catch (toy+tiny, seed 1) for 100 steps" in (
+        pasted.stdout
+    )
+    assert list_checkpoints(run_dir)[-1][0] == 100
+
+
+def test_the_missing_run_hint_carries_the_game_and_options(tmp_path: Path, capsys) -> None:
+    nothing = tmp_path / "no run"
+    assert cli.main(["train", "--resume", str(nothing), "--preset", "toy+tiny"]) == 2
+    error = one_line(capsys.readouterr().err)
+    assert f"train --game GAME --preset toy+tiny --run-dir '{nothing}'`" in error
+    assert cli.main(["train", "--resume", str(nothing), "--game", "Breakout", "--seed", "3"]) == 2
+    assert f"train --game Breakout --seed 3 --run-dir '{nothing}'`" in capsys.readouterr().err
+    assert not nothing.exists()
+
+
+# One game, one name: `--game pong` is Pong in the run directory, config.json and progress bar.
+
+
+def test_a_game_typed_in_lower_case_gets_its_own_name_everywhere(tmp_path: Path) -> None:
+    arguments = ["train", "--game", "pong", "--preset", "debug+tiny", "--steps", "6",
+                 "--train.video_every", "0", "--train.diagnostics_every", "0"]  # fmt: skip
+    result = storm_wm(*arguments, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [path.name for path in (tmp_path / "runs").iterdir()] == ["Pong_debug-tiny_seed1"]
+    run_dir = tmp_path / "runs" / "Pong_debug-tiny_seed1"
+    assert json.loads((run_dir / "config.json").read_text())["env"]["game"] == "Pong"
+    assert "Pong: 100%" in result.stderr and "pong" not in result.stderr
+    again = storm_wm(*arguments[:2], "Pong", *arguments[3:], "--resume", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "runs/Pong_debug-tiny_seed1 holds this run already: continuing it" in again.stdout
+
+
 # A full disk: the message on a line of its own, naming the chunk, with the lasting fix.
 
 
