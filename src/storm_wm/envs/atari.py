@@ -116,6 +116,7 @@ class AtariFrameSkip(gym.Wrapper):
         self.image_size = image_size
         self.noop_max = noop_max
         self.repeat_action_probability = repeat_action_probability
+        self._ale_env = base
         self.sticky_action = NOOP_ACTION
         """The action the emulator played on the last frame: what a sticky frame plays again."""
         self.observation_space = gym.spaces.Box(0, 255, (image_size, image_size, 3), dtype=np.uint8)
@@ -151,7 +152,8 @@ class AtariFrameSkip(gym.Wrapper):
         """The action one emulator frame plays: the previous frame's with probability
         ``repeat_action_probability`` (one draw per frame, none without sticky actions)."""
         probability = self.repeat_action_probability
-        if probability == 0.0 or self.env.unwrapped.np_random.random() >= probability:
+        # np_random, looked up each time: a seeded reset replaces the generator.
+        if probability == 0.0 or self._ale_env.np_random.random() >= probability:
             self.sticky_action = int(action)
         return self.sticky_action
 

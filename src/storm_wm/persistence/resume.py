@@ -4,11 +4,12 @@ A resumed run must be the same experiment: any config difference but the step bu
 bookkeeping (`compatibility.RESUMABLE_FIELDS`: device, checkpoint and log intervals, ...) is
 refused by name. Of those, the budget and the number of checkpoints kept are kept in
 config.json for later resumes; the others hold for the resuming process only, and each resume's
-changes go to RUN_DIR/resumes.jsonl (`record_resume`). It continues from the newest checkpoint that verifies (its own checksum, and
-its payload holds nothing but tensors and plain data); a damaged or unsafe one is renamed
-`*.corrupt` (kept, never deleted) with a one-line warning, and the one before it is used. A
-missing or damaged replay chunk never condemns a checkpoint: the run continues with the replay
-steps that remain, and one line says how many were lost.
+changes go to RUN_DIR/resumes.jsonl (`record_resume`). It continues from the newest
+checkpoint that verifies (its own checksum, and its payload holds nothing but tensors and plain
+data); a damaged or unsafe one is renamed `*.corrupt` (kept, never deleted) with a one-line
+warning, and the one before it is used. A missing or damaged replay chunk never condemns a
+checkpoint: the run continues with the replay steps that remain, one line says how many were
+lost, and the chunks it cannot use are set aside in replay/unused/.
 """
 
 from __future__ import annotations
