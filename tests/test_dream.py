@@ -211,3 +211,11 @@ def test_dream_refuses_an_unwritable_out_before_playing(
         assert main(["dream", str(run_dir), "--out", place]) == 2
         error = capsys.readouterr().err
         assert error.count("\n") == 1 and f"cannot write {place}" in error and "--out" in error
+
+
+def test_the_header_counts_steps_past_the_context_in_words_that_agree():
+    from storm_wm.visualize.compose import header_line
+
+    assert header_line(0, 24, 8) == "step 1/24   context (8 real frames)"
+    assert header_line(8, 24, 8) == "step 9/24   imagining, 1 step past the context"
+    assert header_line(9, 24, 8) == "step 10/24   imagining, 2 steps past the context"

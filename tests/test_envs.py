@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from storm_wm.envs import GameSpec, make_env, make_vector_env, resolve_game
+from storm_wm.envs.atari import AtariFrameSkip
 from storm_wm.errors import StormError
 from storm_wm.games import ATARI_100K_GAMES
 
@@ -91,12 +92,63 @@ def test_atari_observations_are_64x64_rgb_uint8_with_minimal_actions():
 
 
 def test_sticky_actions_are_a_quarter_under_storm_and_off_under_standard():
-    storm = make_env("Pong", protocol="storm").unwrapped.ale
-    standard = make_env("Pong", protocol="standard").unwrapped.ale
-    assert storm.getFloat("repeat_action_probability") == pytest.approx(0.25)
-    assert standard.getFloat("repeat_action_probability") == 0.0
+    storm, standard = make_env("Pong", protocol="storm"), make_env("Pong", protocol="standard")
+    assert frame_skip(storm).repeat_action_probability == pytest.approx(0.25)
+    assert frame_skip(standard).repeat_action_probability == 0.0
+    # The wrapper draws them (so that a checkpoint can hold them), never the ALE as well.
+    for env in (storm, standard):
+        assert env.unwrapped.ale.getFloat("repeat_action_probability") == 0.0
     # The ALE itself repeats one frame at a time: the wrapper, not the ALE, skips frames.
     assert make_env("Pong").unwrapped._frameskip == 1
+
+
+def frame_skip(env: gym.Env) -> AtariFrameSkip:
+    while not isinstance(env, AtariFrameSkip):
+        env = env.env
+    return env
+
+
+def record_frame_actions(env: gym.Env) -> list[int]:
+    """The action each emulator frame of `env` is played with, appended as they are played."""
+    base, played = env.unwrapped, []
+    real_step = base.step
+
+    def step(action):
+        played.append(int(action))
+        return real_step(action)
+
+    base.step = step
+    return played
+
+
+@pytest.mark.parametrize("protocol", ["storm", "standard"])
+def test_each_frame_repeats_the_previous_frames_action_a_quarter_of_the_time(protocol):
+    """The ALE's sticky actions, per emulator frame: the action asked for, or with probability
+    0.25 (storm) the one the frame before played; NOOP is the previous action after a reset."""
+    env = make_env("Boxing", protocol=protocol, seed=3)  # a round lasts 7,200 frames
+    played = record_frame_actions(env)
+    env.reset()
+    asked = []
+    for step in range(1000):
+        action = 2 + step % 2  # UP and RIGHT alternate, so each step's first frame could stick
+        *_, terminated, truncated, _ = env.step(action)
+        assert not (terminated or truncated)  # each step played its 4 frames
+        asked += [action] * 4
+    frames = played[-len(asked) :]
+    previous = [NOOP, *frames[:-1]]
+    assert all(p in (a, before) for p, a, before in zip(frames, asked, previous, strict=True))
+    # Frames asked for another action than the one before: how often did they repeat it?
+    could_stick = [(p, before) for p, a, before in zip(frames, asked, previous, strict=True)
+                   if a != before]  # fmt: skip
+    repeated = np.mean([p == before for p, before in could_stick])
+    if protocol == "standard":
+        assert repeated == 0.0
+        return
+    # About 1,300 such frames (each step's first, and those after a sticky one): s.e. 0.012.
+    assert repeated == pytest.approx(0.25, abs=0.04)
+    env.reset()
+    env.step(FIRE)
+    assert played[-4] in (FIRE, NOOP)  # the first frame after a reset can only stick to NOOP
 
 
 def test_storm_protocol_starts_at_frame_0_and_standard_after_1_to_30_noop_frames():
@@ -122,7 +174,8 @@ def test_storm_protocol_starts_at_frame_0_and_standard_after_1_to_30_noop_frames
 def test_observation_is_max_of_last_two_frames_and_reward_sums_the_four_frames():
     # Boxing flickers and scores often, so both facts are exercised within 150 steps.
     env = make_env("Boxing", protocol="storm", seed=0)
-    raw = raw_atari("Boxing", sticky=0.25)  # same seed -> same sticky-action draws
+    played = record_frame_actions(env)  # the frames' actions, sticky ones included
+    raw = raw_atari("Boxing", sticky=0.0)
     observation, _ = env.reset()
     raw_frame, _ = raw.reset(seed=0)
     assert np.array_equal(observation, resize(raw_frame))
@@ -132,8 +185,8 @@ def test_observation_is_max_of_last_two_frames_and_reward_sums_the_four_frames()
     for action in actions:
         observation, reward, terminated, truncated, _ = env.step(action)
         frames, rewards = [], []
-        for _ in range(4):
-            raw_frame, raw_reward, *_ = raw.step(action)
+        for frame_action in played[-4:]:
+            raw_frame, raw_reward, *_ = raw.step(frame_action)
             frames.append(raw_frame)
             rewards.append(raw_reward)
         expected = resize(np.maximum(frames[-2], frames[-1]))

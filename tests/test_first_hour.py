@@ -156,6 +156,7 @@ class FakeEnv:
 def test_paper_run_on_a_cpu_is_announced_with_its_duration(monkeypatch, capsys) -> None:
     monkeypatch.setattr(estimate, "update_flops", lambda config, actions: 1.478e12)
     monkeypatch.setattr(estimate, "matmul_flops_per_second", lambda: 100e9)
+    monkeypatch.setattr(estimate, "threads_in_use", lambda: 1)
     estimate.announce_workload(build_config("atari100k"), torch.device("cpu"), FakeEnv())
     message = capsys.readouterr().err
     # 98,976 updates of 1.478 TFLOP at 58 GFLOP/s: 2.5e6 s, about 29 days.
@@ -243,16 +244,17 @@ def test_hints_name_the_console_as_it_can_be_typed(monkeypatch, tmp_path: Path) 
     from storm_wm import hints
 
     monkeypatch.setattr(hints.shutil, "which", lambda name: "/usr/bin/storm-wm")
-    assert hints.command("train --resume x") == "storm-wm train --resume x"
+    assert hints.command("train", "--resume", "x") == "storm-wm train --resume x"
+    assert hints.command("eval", Path("my runs/it's")) == """storm-wm eval 'my runs/it'"'"'s'"""
     monkeypatch.setattr(hints.shutil, "which", lambda name: None)
-    bin_dir = tmp_path / ".venv" / "bin"
+    bin_dir = tmp_path / "a venv" / "bin"
     bin_dir.mkdir(parents=True)
     (bin_dir / "storm-wm").write_text("")
     monkeypatch.setattr(hints.sys, "executable", str(bin_dir / "python"))
     monkeypatch.chdir(tmp_path)
-    assert hints.command("train --resume x") == ".venv/bin/storm-wm train --resume x"
+    assert hints.command("train", "--resume", "x") == "'a venv/bin/storm-wm' train --resume x"
     (bin_dir / "storm-wm").unlink()
-    assert hints.command("eval x") == f"{bin_dir / 'python'} -m storm_wm.cli eval x"
+    assert hints.command("eval", "x") == f"'{bin_dir / 'python'}' -m storm_wm.cli eval x"
 
 
 # Item 8: bookkeeping may change on resume.
@@ -267,7 +269,9 @@ def test_resume_may_change_bookkeeping_but_not_the_experiment(
     result = storm_wm("train", "--resume", str(run_dir), "--no-progress", *changed)
     assert result.returncode == 0, result.stderr[-2000:]
     saved = json.loads((run_dir / "config.json").read_text())
-    assert saved["train"]["checkpoint_keep"] == 3 and saved["train"]["log_every"] == 40
+    # The budget and the checkpoint count stay for later resumes; the rest was for this one.
+    assert saved["train"]["steps"] == 200 and saved["train"]["checkpoint_keep"] == 3
+    assert saved["train"]["log_every"] == 20 and saved["train"]["checkpoint_every"] == 40
     assert [step for step, _ in list_checkpoints(run_dir)] == [80, 120, 160, 200][-3:]
     refused = storm_wm("train", "--resume", str(run_dir), "--agent.gamma", "0.9")
     assert "agent.gamma 0.985 vs 0.9" in error_line(refused)

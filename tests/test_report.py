@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -215,7 +216,6 @@ def run_report(arguments: list[str], capsys: pytest.CaptureFixture[str]) -> tupl
         ("reference", "unknown reference method 'muzero': choose from storm, dreamerv3"),
         ("malformed", "is not a readable JSON score file"),
         ("bad_eval", "has no finite 'mean' score"),
-        ("same_seed", "are both Pong seed 1; pass each seed of a game once"),
         ("same_name", "two methods are named 'STORM'"),
     ],
 )
@@ -228,7 +228,6 @@ def test_bad_inputs_exit_2_with_one_line(
         "reference": [str(run_dirs[0]), "--reference", "storm,muzero"],
         "malformed": [str(tmp_path / "scores.json")],
         "bad_eval": [str(tmp_path / "run")],
-        "same_seed": [str(run_dirs[0]), str(make_run(tmp_path / "copy", "Pong", 1, 0.0))],
         "same_name": [str(run_dirs[0]), "--label", "STORM"],
     }[case]
     (tmp_path / "scores.json").write_text("{not json")
@@ -389,3 +388,76 @@ def test_games_of_one_setup_each_stay_one_method(
     markdown = (out / "report.md").read_text()
     assert table_row(markdown, "Pong")[4] == "—" and table_row(markdown, "toy:catch")[1] == "0.500"
     assert "**storm-wm on Pong is not comparable with published scores**" in markdown
+
+
+def test_a_second_run_of_one_game_and_seed_is_skipped_naming_the_one_kept(
+    run_dirs: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`storm-wm report runs/*` with runs/pong_... and runs/Pong_... of one seed: a report."""
+    older = make_setup_run(tmp_path / "pong_seed1", "Pong", 1, 20.0, step=50_000)
+    out = tmp_path / "out"
+    arguments = [*map(str, run_dirs), str(older), "--reference", "", "--out", str(out)]
+    status, error = run_report([*arguments, "--bootstrap-samples", "50"], capsys)
+    assert status == 0
+    assert error == (
+        f"storm-wm report: skipping {older}: it is Pong seed 1 like {run_dirs[0]}, which is kept "
+        "(evaluated at step 100000, the other at step 50000); a seed counts once\n"
+    )
+    row = table_row((out / "report.md").read_text(), "Pong")
+    assert row[1] == "0.480" and row[3] == "2"  # (-3.05 + 4.01) / 2: seeds 1 and 2 only
+    assert str(older) not in (out / "runs.csv").read_text()
+
+    same = make_setup_run(tmp_path / "copy", "Pong", 1, -3.05)  # evaluated at the same step
+    later = (run_dirs[0] / "eval.json").stat().st_mtime + 60
+    os.utime(same / "eval.json", (later, later))  # ... but after the first
+    status, error = run_report([str(run_dirs[0]), str(same), "--out", str(out)], capsys)
+    assert status == 0 and f"skipping {run_dirs[0]}" in error and "evaluated more recently" in error
+
+
+def colour_pixels(path: Path, rgb: tuple[int, int, int]) -> int:
+    pixels = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    return int((np.abs(pixels - np.array(rgb)).sum(axis=-1) < 40).sum())
+
+
+def test_learning_curves_are_drawn_for_every_method_of_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    paper = [make_setup_run(tmp_path / f"paper-{seed}", "Pong", seed, -3.05, preset="atari100k")
+             for seed in (1, 2)]  # fmt: skip
+    debug = [make_setup_run(tmp_path / f"debug-{seed}", "Pong", seed, 14.6, **CAPPED)
+             for seed in (1, 2)]  # fmt: skip
+    out = tmp_path / "out"
+    arguments = [*map(str, paper + debug), "--reference", "", "--out", str(out)]
+    assert run_report([*arguments, "--bootstrap-samples", "50"], capsys)[0] == 0
+    curves = read_csv(out / "learning_curves.csv")
+    assert {row["method"] for row in curves} == {
+        "storm-wm [preset atari100k, full-length episodes]",
+        "storm-wm [preset debug, capped episodes]",
+    }
+    plot = out / "learning_curves.png"
+    assert colour_pixels(plot, (31, 119, 180)) > 50  # tab10's first colour: the first method
+    assert colour_pixels(plot, (255, 127, 14)) > 50  # and its second: the other one
+
+
+def test_capped_runs_included_as_asked_are_labelled_capped(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    debug = [make_setup_run(tmp_path / f"debug-{seed}", "Pong", seed, 14.6, **CAPPED)
+             for seed in (1, 2)]  # fmt: skip
+    out = tmp_path / "out"
+    arguments = [*map(str, debug), "--reference", "storm", "--out", str(out), "--include-capped"]
+    assert run_report([*arguments, "--bootstrap-samples", "50"], capsys)[0] == 0
+    methods = {row["method"] for row in read_csv(out / "aggregates.csv")}
+    assert methods == {"storm-wm [capped episodes]", "STORM"}
+
+
+def test_report_hints_spell_the_console_and_quote_paths(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from storm_wm.hints import command
+
+    unevaluated = tmp_path / "my run"
+    unevaluated.mkdir()
+    status, error = run_report([str(unevaluated), "--out", str(tmp_path / "out")], capsys)
+    assert status == 2
+    assert f"`{command('eval', unevaluated)}`" in error and f"'{unevaluated}'" in error

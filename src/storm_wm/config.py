@@ -200,13 +200,49 @@ class Config:
 
     @classmethod
     def load(cls, path: Path) -> Config:
+        """The config in a file `save` wrote; a damaged file is named, with what is wrong."""
         try:
             data = json.loads(Path(path).read_text())
         except FileNotFoundError:
             raise StormError(f"no config at {path}; is this a storm-wm run directory?") from None
-        except json.JSONDecodeError as error:
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise StormError(f"{path} is not valid JSON ({error}); restore it or retrain") from None
-        return from_dict(data)
+        except OSError as error:
+            raise StormError(f"cannot read {path}: {error.strerror or error}") from None
+        problems = _problems(data)
+        if not problems:
+            return from_dict(data)
+        listed = f" (`{command('config')}` lists every field with its type and default)"
+        raise StormError(
+            f"{path} is damaged: {'; '.join(problems)}; correct it"
+            f"{'' if 'lists every field' in problems[0] else listed} or put back the file the "
+            "run wrote"
+        )
+
+
+def _problems(data: Any) -> list[str]:
+    """Everything wrong with a saved config, first the field that cannot be read (if any), then
+    the sections and fields it lacks: `save` writes them all, so a missing one means damage."""
+    if not isinstance(data, dict):
+        return [f"it holds a JSON {type(data).__name__}, not an object of config sections"]
+    if not data:
+        return ["it is empty ({})"]
+    expected = Config().to_dict()
+    for name, value in data.items():
+        if isinstance(expected.get(name), dict) and not isinstance(value, dict):
+            return [f"{name} must be an object of fields, got {value!r}"]
+    problems = []
+    missing = [name for name in expected if name not in data]
+    try:
+        from_dict(data)
+    except StormError as error:
+        # What is there cannot be read; or, if all is there, it is invalid (a check that fails
+        # on the defaults standing in for missing sections would only mislead).
+        if not missing or not str(error).startswith("invalid config"):
+            problems.append(str(error))
+    if missing:
+        problems.append(f"it lacks {', '.join(missing)}")
+    return problems
 
 
 # Presets stack on top of the paper's configuration (`atari100k` = the defaults).

@@ -26,12 +26,14 @@ class LearningCurve:
     low: NDArray[np.float64]
     high: NDArray[np.float64]
     runs: NDArray[np.int64]  # number of runs with an episode in the bin
+    method: str = ""  # whose runs (the report's method label)
 
 
 def bin_learning_curve(
     game: str,
     runs: Sequence[tuple[NDArray[np.int64], NDArray[np.float64]]],
     bins: int = 40,
+    method: str = "",
 ) -> LearningCurve | None:
     """Bin each run's (episode steps, episode returns) on [0, last step]; None without episodes.
 
@@ -63,4 +65,4 @@ def bin_learning_curve(
         if interval is not None:
             low[column], high[column] = interval
     centres = (edges[:-1] + edges[1:]) / 2.0
-    return LearningCurve(game, centres, mean, low, high, present.sum(axis=0))
+    return LearningCurve(game, centres, mean, low, high, present.sum(axis=0), method)

@@ -12,7 +12,8 @@ PLOT_CAPTIONS: dict[str, str] = {
     "learning_curves.png": (
         "Learning curves: `env/episode_return` from each run's metrics.jsonl against environment "
         "steps, averaged per run within the bins of a step grid common to all runs of a game, "
-        "then the mean over seeds with a 95 % t-interval (shaded)."
+        "then the mean over seeds with a 95 % t-interval (shaded); one curve per method of "
+        "run directories."
     ),
     "aggregate_intervals.png": (
         "Aggregate interval estimates on the same games: one row per metric, one 95 % "

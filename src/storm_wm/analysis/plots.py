@@ -37,24 +37,45 @@ def _save(figure: Figure, path: Path) -> Path:
     return path
 
 
+def _seeds(runs: np.ndarray) -> str:
+    count = int(runs.max())
+    return f"{count} seed{'s' if count != 1 else ''}"
+
+
 def plot_learning_curves(report: Report, path: Path) -> Path:
-    """One panel per game: mean episode return over seeds against steps, t-interval shaded."""
-    columns = min(4, len(report.curves))
-    rows = math.ceil(len(report.curves) / columns)
+    """One panel per game: each method's mean episode return over seeds against steps, its
+    t-interval shaded; a legend names the methods when there are several."""
+    games = list(dict.fromkeys(curve.game for curve in report.curves))
+    methods = list(dict.fromkeys(curve.method for curve in report.curves))
+    colors = dict(zip(methods, _colors(len(methods)), strict=True))
+    columns = min(4, len(games))
+    rows = math.ceil(len(games) / columns)
     figure = _figure(4.0 * columns, 3.0 * rows)
     axes = figure.subplots(rows, columns, squeeze=False)
-    for axis, curve in zip(axes.flat, report.curves, strict=False):
-        # markers: a curve with a single point (one bin) would otherwise draw nothing
-        axis.plot(curve.steps, curve.mean, color="C0", marker="o", markersize=3)
-        axis.fill_between(curve.steps, curve.low, curve.high, color="C0", alpha=0.25, linewidth=0)
-        seeds = int(curve.runs.max())
-        axis.set_title(f"{curve.game} ({seeds} seed{'s' if seeds != 1 else ''})")
+    for axis, game in zip(axes.flat, games, strict=False):
+        curves = [curve for curve in report.curves if curve.game == game]
+        for curve in curves:
+            color = colors[curve.method]
+            # markers: a curve with a single point (one bin) would otherwise draw nothing
+            axis.plot(
+                curve.steps, curve.mean, color=color, marker="o", markersize=3,
+                label=f"{curve.method} ({_seeds(curve.runs)})",
+            )  # fmt: skip
+            axis.fill_between(
+                curve.steps, curve.low, curve.high, color=color, alpha=0.25, linewidth=0
+            )
+        if len(methods) > 1:
+            axis.set_title(game)
+            axis.legend(fontsize="small")
+        else:
+            axis.set_title(f"{game} ({_seeds(curves[0].runs)})")
         axis.set_xlabel("environment step")
         axis.set_ylabel("episode return")
         axis.grid(alpha=0.3)
-    for axis in list(axes.flat)[len(report.curves) :]:
+    for axis in list(axes.flat)[len(games) :]:
         axis.set_visible(False)
-    figure.suptitle(f"{report.primary.label}: learning curves")
+    title = report.primary.label if len(methods) <= 1 else ", ".join(methods)
+    figure.suptitle(f"{title}: learning curves")
     return _save(figure, path)
 
 

@@ -95,7 +95,7 @@ class Report:
     unnormalized_games: tuple[str, ...]  # primary's games without (left out of aggregates)
     aggregates: tuple[AggregateRow, ...]
     improvements: tuple[ImprovementRow, ...]
-    curves: tuple[LearningCurve, ...]
+    curves: tuple[LearningCurve, ...]  # per game, one per method with runs of it
     bootstrap_samples: int
     seed: int
 
@@ -166,12 +166,13 @@ def build_report(
     bootstrap_samples: int = 5000,
     seed: int = 0,
     curve_bins: int = 40,
-    curve_runs: Sequence[RunResult] | None = None,
+    curve_groups: Sequence[tuple[str, Sequence[RunResult]]] | None = None,
 ) -> Report:
     """Compute per-game summaries, aggregates, probabilities of improvement and curves.
 
     A method's `capped` games get no HNS and stay out of aggregates and comparisons; learning
-    curves are drawn from `curve_runs` (default: `runs`), the primary method's runs.
+    curves are drawn for each (method label, runs) of `curve_groups` (default: `runs` as the
+    primary method's), on the primary method's games.
     """
     per_game = [
         summarize_game(method.label, game, method.scores[game], normalize=game not in method.capped)
@@ -213,14 +214,15 @@ def build_report(
                 )
 
     curves = []
-    curve_runs = runs if curve_runs is None else curve_runs
+    groups = [(primary.label, runs)] if curve_groups is None else curve_groups
     for game in primary_games:
-        game_runs = [
-            (run.episode_steps, run.episode_returns) for run in curve_runs if run.game == game
-        ]
-        curve = bin_learning_curve(game, game_runs, bins=curve_bins)
-        if curve is not None:
-            curves.append(curve)
+        for label, group_runs in groups:
+            game_runs = [
+                (run.episode_steps, run.episode_returns) for run in group_runs if run.game == game
+            ]
+            curve = bin_learning_curve(game, game_runs, bins=curve_bins, method=label)
+            if curve is not None:
+                curves.append(curve)
 
     return Report(
         primary=primary,

@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from storm_wm.errors import StormError
+from storm_wm.hints import command
 
 EPISODE_RETURN = "env/episode_return"
 
@@ -119,22 +120,24 @@ def read_eval(path: Path) -> Evaluation:
         hint = (
             f"; it holds run directories ({len(nested)}), pass those instead (e.g. {path}/*)"
             if nested
-            else "; run `storm-wm eval` on the run first"
+            else f"; evaluate it first with `{command('eval', path)}`"
         )
         raise StormError(f"{path} has no eval.json{hint}")
     try:
         record = json.loads(eval_path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise StormError(
-            f"{eval_path} is not valid JSON ({error}); re-run `storm-wm eval`"
+            f"{eval_path} is not valid JSON ({error}); re-run `{command('eval', path)}`"
         ) from None
     if not isinstance(record, dict):
-        raise StormError(f"{eval_path} must be a JSON object; re-run `storm-wm eval`")
+        raise StormError(f"{eval_path} must be a JSON object; re-run `{command('eval', path)}`")
     game, mean, seed = record.get("game"), record.get("mean"), record.get("seed")
     if not isinstance(game, str) or not game:
-        raise StormError(f"{eval_path} has no 'game' name; re-run `storm-wm eval`")
+        raise StormError(f"{eval_path} has no 'game' name; re-run `{command('eval', path)}`")
     if not isinstance(mean, int | float) or isinstance(mean, bool) or not math.isfinite(mean):
-        raise StormError(f"{eval_path} has no finite 'mean' score; re-run `storm-wm eval`")
+        raise StormError(
+            f"{eval_path} has no finite 'mean' score; re-run `{command('eval', path)}`"
+        )
     if not isinstance(seed, int) or isinstance(seed, bool):
         seed = None
     config = _run_config(path)

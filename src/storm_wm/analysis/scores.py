@@ -18,7 +18,7 @@ from storm_wm.errors import StormError
 ScoreTable = dict[str, list[float]]
 
 REFERENCE_METHODS: tuple[str, ...] = (
-    "storm", "dreamerv3", "iris", "delta_iris", "diamond", "rem", "twm", "spr", "simple",
+    "storm", "dreamerv3", "iris", "delta_iris", "diamond", "rem", "m3", "twm", "spr", "simple",
     "drq_eps", "efficientzero",
 )  # fmt: skip
 
@@ -30,6 +30,7 @@ REFERENCE_LABELS: dict[str, str] = {
     "delta_iris": "Delta-IRIS",
     "diamond": "DIAMOND",
     "rem": "REM",
+    "m3": "M3",
     "twm": "TWM",
     "spr": "SPR",
     "simple": "SimPLe",

@@ -129,9 +129,9 @@ def write_tables(report: Report, out_dir: Path) -> list[Path]:
         written.append(
             _write_csv(
                 out_dir / "learning_curves.csv",
-                ["game", "step", "mean", "ci_low", "ci_high", "runs"],
+                ["method", "game", "step", "mean", "ci_low", "ci_high", "runs"],
                 (
-                    [curve.game, float(step), float(mean), float(low), float(high), int(runs)]
+                    [curve.method, curve.game, *map(float, (step, mean, low, high)), int(runs)]
                     for curve in report.curves
                     for step, mean, low, high, runs in zip(
                         curve.steps, curve.mean, curve.low, curve.high, curve.runs, strict=True

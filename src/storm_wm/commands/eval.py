@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -57,15 +59,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+LOG_INTERVAL = 30.0
+"""Seconds between progress lines in a log (not a terminal), whatever the episode count."""
+
+
 class Progress:
     """Episodes done and the mean so far: one line rewritten in place on a terminal; in a log,
-    a line at every tenth of the episodes."""
+    a line for the first episode, at every tenth of the episodes, and at least every
+    LOG_INTERVAL seconds in between (a tenth of a million episodes is a long silence)."""
 
-    def __init__(self, stream: TextIO, requested: int) -> None:
+    def __init__(
+        self, stream: TextIO, requested: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.stream = stream
         self.requested = requested
         self.interactive = stream.isatty()
+        self.clock = clock
         self.printed_tenth = 0
+        self.printed_at: float | None = None
         self.open_line = False
         self.counted = 0
         self.total = 0.0
@@ -79,10 +90,11 @@ class Progress:
             self.stream.write(f"\r{text}\033[K")
             self.open_line = True
         else:
-            tenth = done * 10 // self.requested
-            if tenth <= self.printed_tenth and done != 1:
+            tenth, now = done * 10 // self.requested, self.clock()
+            waited = self.printed_at is None or now - self.printed_at >= LOG_INTERVAL
+            if tenth <= self.printed_tenth and not waited:
                 return
-            self.printed_tenth = tenth
+            self.printed_tenth, self.printed_at = tenth, now
             self.stream.write(text + "\n")
         self.stream.flush()
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from storm_wm.analysis.scores import REFERENCE_METHODS  # light: no numpy, no matplotlib
 from storm_wm.errors import StormError
+from storm_wm.hints import command
 
 if TYPE_CHECKING:
     from storm_wm.analysis.report import Method
@@ -77,20 +78,44 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _check_distinct_seeds(runs: Sequence[RunResult]) -> None:
-    """Refuse two runs of one game with the same seed: counting a seed twice narrows every
-    interval without new evidence (usually the same run passed under two paths)."""
-    first_of: dict[tuple[str, int], Path] = {}
+def _one_run_per_seed(runs: Sequence[RunResult]) -> list[RunResult]:
+    """One run of each game and seed; each extra one is skipped with a line saying which run is
+    kept and why. Counting a seed twice would narrow every interval without new evidence (two
+    directories of one run: `runs/pong_...` and `runs/Pong_...`, or a copy). The run kept is
+    the one evaluated at the later step, then the one evaluated last, then the first given."""
+
+    def preference(result: RunResult) -> tuple[int, float]:
+        step = result.evaluation.step if result.evaluation is not None else None
+        try:
+            evaluated = (result.path / "eval.json").stat().st_mtime
+        except OSError:
+            evaluated = 0.0
+        return (step if step is not None else -1, evaluated)
+
+    kept: dict[tuple[str, int], RunResult] = {}
     for result in runs:
         if result.seed is None:
             continue
         key = (result.game, result.seed)
-        if key in first_of:
-            raise StormError(
-                f"{first_of[key]} and {result.path} are both {result.game} seed {result.seed}; "
-                "pass each seed of a game once"
-            )
-        first_of[key] = result.path
+        if key not in kept:
+            kept[key] = result
+            continue
+        # Stable: on a tie the run given first stays first.
+        winner, loser = sorted((kept[key], result), key=preference, reverse=True)
+        (step, evaluated), (other_step, other_evaluated) = preference(winner), preference(loser)
+        if step != other_step:
+            why = f"evaluated at step {step}, the other at step {other_step}"
+        elif evaluated != other_evaluated:
+            why = "evaluated more recently"
+        else:
+            why = "given first"
+        _say(
+            f"skipping {loser.path}: it is {result.game} seed {result.seed} like {winner.path}, "
+            f"which is kept ({why}); a seed counts once"
+        )
+        kept[key] = winner
+    chosen = {id(result) for result in kept.values()}
+    return [result for result in runs if result.seed is None or id(result) in chosen]
 
 
 def _say(text: str) -> None:
@@ -107,7 +132,7 @@ def _usable_runs(paths: Sequence[Path]) -> list[RunResult]:
     for path in paths:
         if not has_eval(path) and not any(child.is_dir() and has_eval(child) for child in
                                            path.iterdir()):  # fmt: skip
-            _say(f"skipping {path}: no eval.json (evaluate it with `storm-wm eval {path}`)")
+            _say(f"skipping {path}: no eval.json (evaluate it with `{command('eval', path)}`)")
             skipped.append(path)
             continue
         result = load_run(path)  # a directory of run directories fails with a hint
@@ -115,21 +140,21 @@ def _usable_runs(paths: Sequence[Path]) -> list[RunResult]:
         if evaluation is not None and evaluation.partial:
             _say(
                 f"skipping {path}: its eval.json is partial (interrupted); re-run "
-                f"`storm-wm eval {path}`"
+                f"`{command('eval', path)}`"
             )
             skipped.append(path)
             continue
         if result.stale:
             _say(
                 f"warning: {path}/eval.json scores step {evaluation.step}, but the run reached "
-                f"step {result.last_step}; re-run `storm-wm eval {path}` for its final score"
+                f"step {result.last_step}; re-run `{command('eval', path)}` for its final score"
             )
         runs.append(result)
     if paths and not runs:
         names = ", ".join(str(path) for path in skipped)
         raise StormError(
             f"no evaluated run among {names}: each has no eval.json or a partial one; run "
-            "`storm-wm eval` on them first"
+            f"`{command('eval', 'RUN_DIR')}` on each first"
         )
     return runs
 
@@ -171,8 +196,7 @@ def _group_runs(
         _say(f"runs of {len(keys)} setups are reported as separate methods: {described}")
     methods = []
     for key in keys:
-        members = groups[key]
-        _check_distinct_seeds(members)
+        members = _one_run_per_seed(groups[key])
         scores: dict[str, list[float]] = {}
         capped: dict[str, str] = {}
         for result in members:
@@ -185,15 +209,17 @@ def _group_runs(
         if include_capped and capped:
             origin += f"; capped episodes on {', '.join(sorted(capped))}, included as asked"
             capped = {}
+            if "capped episodes" not in name:  # never labelled like a comparable method
+                name = f"{label} [capped episodes]" if len(keys) == 1 else f"{name[:-1]}, capped]"
         methods.append((Method(name, scores, origin, capped=capped), members))
     return methods
 
 
 def _load_inputs(
     args: argparse.Namespace,
-) -> tuple[list[RunResult], list[RunResult], list[Method]]:
-    """Our runs, the primary method's runs (for learning curves), and the methods to report:
-    ours (one per setup), score files, references."""
+) -> tuple[list[RunResult], list[tuple[str, list[RunResult]]], list[Method]]:
+    """Our runs, each of our methods' label and runs (for learning curves), and the methods to
+    report: ours (one per setup), score files, references."""
     from storm_wm.analysis.report import Method
     from storm_wm.analysis.scores import REFERENCE_LABELS, load_reference, load_score_file
 
@@ -220,10 +246,11 @@ def _load_inputs(
     runs = _usable_runs(run_paths)
 
     methods = []
-    primary_runs: list[RunResult] = []
+    curve_groups: list[tuple[str, list[RunResult]]] = []
     if runs:
         groups = _group_runs(runs, args.label, args.include_capped)
-        primary_runs = groups[0][1]
+        curve_groups = [(method.label, members) for method, members in groups]
+        runs = [result for _, members in groups for result in members]
         methods += [method for method, _ in groups]
     methods += score_files
     for name, scores in references:
@@ -235,7 +262,7 @@ def _load_inputs(
             raise StormError(
                 f"two methods are named {label!r}; rename the score file or pick another --label"
             )
-    return runs, primary_runs, methods
+    return runs, curve_groups, methods
 
 
 def run(args: argparse.Namespace) -> int:
@@ -247,7 +274,7 @@ def run(args: argparse.Namespace) -> int:
         raise StormError("--bootstrap-samples must be at least 1 (5000 is the usual choice)")
     if args.curve_bins < 1:
         raise StormError("--curve-bins must be at least 1")
-    runs, primary_runs, methods = _load_inputs(args)
+    runs, curve_groups, methods = _load_inputs(args)
     report = build_report(
         methods[0],
         methods[1:],
@@ -255,7 +282,7 @@ def run(args: argparse.Namespace) -> int:
         bootstrap_samples=args.bootstrap_samples,
         seed=args.seed,
         curve_bins=args.curve_bins,
-        curve_runs=primary_runs,
+        curve_groups=curve_groups,
     )
     try:
         written = write_report(report, args.out)

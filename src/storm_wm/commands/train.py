@@ -98,13 +98,35 @@ def resumed_config(args: argparse.Namespace, saved: Config) -> Config:
     return apply_overrides(saved, explicit_overrides(args, given_only=True))
 
 
+def start_arguments(args: argparse.Namespace, run_dir: Path) -> list[str]:
+    """The `train` arguments that start `run_dir` with this command line's options (a game
+    placeholder when none was given: followed as printed, the hint must not start a paper-sized
+    Pong run nobody asked for)."""
+    given = getattr(args, "given", set())
+    arguments = ["train", "--game", args.game or "GAME"]
+    for name in ("preset", "seed", "device", "precision"):
+        if name in given:
+            arguments += [f"--{name}", str(getattr(args, name))]
+    for name in ("steps", "protocol"):
+        if getattr(args, name) is not None:
+            arguments += [f"--{name}", str(getattr(args, name))]
+    if args.deterministic:
+        arguments.append("--deterministic")
+    return [*arguments, *args.overrides, "--run-dir", str(run_dir)]
+
+
 def run(args: argparse.Namespace) -> int:
+    from storm_wm.envs import resolve_game
     from storm_wm.persistence.resume import load_run_config
     from storm_wm.run.compose import default_run_dir, train
 
     if args.resume is OWN_RUN:
         args.resume = None
         run_dir = args.run_dir or default_run_dir(config_from_args(args))
+        if not args.run_dir and args.game and args.game != resolve_game(args.game).name:
+            # Run directories once took the game's name as typed (runs/pong_...): continue one.
+            typed = Path(str(run_dir).replace(resolve_game(args.game).name, args.game))
+            run_dir = typed if (typed / "config.json").is_file() else run_dir
         if (Path(run_dir) / "config.json").is_file():
             print(f"storm-wm: {run_dir} holds this run already: continuing it")
             args.resume, args.run_dir = Path(run_dir), None
@@ -112,6 +134,11 @@ def run(args: argparse.Namespace) -> int:
         if args.run_dir is not None and args.run_dir != args.resume:
             raise StormError("give the run directory once: --resume RUN_DIR (without --run-dir)")
         run_dir = args.resume
+        if not (Path(run_dir) / "config.json").is_file():
+            raise StormError(
+                f"{run_dir} holds no storm-wm run (no config.json) to resume; start one with "
+                f"`{command(*start_arguments(args, run_dir))}`"
+            )
         config = resumed_config(args, load_run_config(run_dir))
     else:
         config = config_from_args(args)
@@ -122,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     if state.stopped_by:
         print(
             f"storm-wm: stopped by {state.stopped_by} at step {state.step} with a checkpoint; "
-            f"continue with `{command(f'train --resume {run_dir}')}`"
+            f"continue with `{command('train', '--resume', run_dir)}`"
         )
         return 128 + int(signal.Signals[state.stopped_by])
     print(

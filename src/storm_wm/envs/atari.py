@@ -3,6 +3,13 @@
 gymnasium's ``AtariPreprocessing`` is not used: when an episode ends in the middle of a
 frame skip it returns the previous step's frame instead of the last frames actually played,
 so the terminal observation the world model learns from would be stale.
+
+Sticky actions are drawn here, not by the ALE. The ALE keeps the action it played on the last
+frame (the one a sticky frame repeats) outside the state that ``cloneState`` saves, so an
+emulator restored from a checkpoint repeated a different action than the run left alone and
+the game drifted apart within frames. Drawn by the wrapper, from the env's NumPy generator
+and with the previous action kept as a plain attribute, the whole environment state is ours
+to save (persistence/env_state.py), and a resumed episode continues exactly.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ class AtariProtocol:
     """How an evaluation protocol configures the ALE (SPEC.md, "Observations and environment")."""
 
     repeat_action_probability: float
-    """Sticky actions: chance that the ALE repeats the previous action on each frame."""
+    """Sticky actions: chance that each emulator frame repeats the previous frame's action."""
     noop_max: int
     """Reset plays a uniform 1..noop_max NOOP frames; 0 turns no-op starts off."""
 
@@ -72,22 +79,53 @@ class AtariFrameSkip(gym.Wrapper):
     reset plays a uniform 1..noop_max NOOP frames so that deterministic games start in varied
     states. Only frames of the current step are pooled: a step cut short by the episode's end
     after one frame returns that frame alone.
+
+    Sticky actions (``repeat_action_probability`` > 0) work as the ALE's own: on each emulator
+    frame, with that probability the previous frame's action is played again instead of the
+    one asked for, and every reset makes NOOP the previous action. The draws come from the
+    env's NumPy generator (reseeded by ``reset(seed=...)``, as the ALE's is), and the previous
+    action is ``sticky_action``: both are saved with a checkpoint. The ALE underneath must run
+    without sticky actions of its own.
     """
 
-    def __init__(self, env: gym.Env, *, image_size: int, noop_max: int = 0) -> None:
+    def __init__(
+        self,
+        env: gym.Env,
+        *,
+        image_size: int,
+        noop_max: int = 0,
+        repeat_action_probability: float = 0.0,
+    ) -> None:
         super().__init__(env)
-        if getattr(env.unwrapped, "_frameskip", None) != 1:
+        base = env.unwrapped
+        if getattr(base, "_frameskip", None) != 1:
             raise ValueError("AtariFrameSkip needs an ALE env created with frameskip=1")
-        if noop_max > 0 and env.unwrapped.get_action_meanings()[NOOP_ACTION] != "NOOP":
-            raise ValueError("no-op starts need NOOP as action 0")
+        if base.ale.getFloat("repeat_action_probability") != 0.0:
+            raise ValueError(
+                "AtariFrameSkip draws sticky actions itself: create the ALE env with "
+                "repeat_action_probability=0"
+            )
+        if not 0.0 <= repeat_action_probability < 1.0:
+            raise ValueError(
+                f"repeat_action_probability must lie in [0, 1), got {repeat_action_probability}"
+            )
+        if (noop_max > 0 or repeat_action_probability > 0) and (
+            base.get_action_meanings()[NOOP_ACTION] != "NOOP"
+        ):
+            raise ValueError("no-op starts and sticky actions need NOOP as action 0")
         self.image_size = image_size
         self.noop_max = noop_max
+        self.repeat_action_probability = repeat_action_probability
+        self._ale_env = base
+        self.sticky_action = NOOP_ACTION
+        """The action the emulator played on the last frame: what a sticky frame plays again."""
         self.observation_space = gym.spaces.Box(0, 255, (image_size, image_size, 3), dtype=np.uint8)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         frame, info = self.env.reset(seed=seed, options=options)
+        self.sticky_action = NOOP_ACTION  # as the ALE's reset does
         if self.noop_max > 0:
             # The ALE env's own generator is reseeded by reset(seed), so the count is reproducible.
             noops = int(self.env.unwrapped.np_random.integers(1, self.noop_max + 1))
@@ -102,13 +140,22 @@ class AtariFrameSkip(gym.Wrapper):
         total_reward = 0.0
         frames: list[np.ndarray] = []
         for _ in range(FRAME_SKIP):
-            frame, reward, terminated, truncated, info = self.env.step(action)
+            frame, reward, terminated, truncated, info = self.env.step(self._frame_action(action))
             total_reward += float(reward)
             frames = [*frames[-1:], frame]
             if terminated or truncated:
                 break
         pooled = frames[0] if len(frames) == 1 else np.maximum(frames[0], frames[1])
         return self._resize(pooled), total_reward, terminated, truncated, info
+
+    def _frame_action(self, action: int) -> int:
+        """The action one emulator frame plays: the previous frame's with probability
+        ``repeat_action_probability`` (one draw per frame, none without sticky actions)."""
+        probability = self.repeat_action_probability
+        # np_random, looked up each time: a seeded reset replaces the generator.
+        if probability == 0.0 or self._ale_env.np_random.random() >= probability:
+            self.sticky_action = int(action)
+        return self.sticky_action
 
     def _resize(self, frame: np.ndarray) -> np.ndarray:
         size = (self.image_size, self.image_size)
@@ -165,15 +212,20 @@ def make_atari_env(
     max_episode_frames: int,
     life_loss: str = "every",
 ) -> gym.Env:
-    """Build ``ALE/<game>-v5`` with the given protocol's sticky actions and no-op starts, and
-    life-loss flags by the rule ``life_loss`` (see LifeLossInfo)."""
+    """Build ``ALE/<game>-v5`` with the given protocol's sticky actions (drawn by AtariFrameSkip)
+    and no-op starts, and life-loss flags by the rule ``life_loss`` (see LifeLossInfo)."""
     settings = PROTOCOLS[protocol]
     env = gym.make(
         f"ALE/{game}-v5",
         frameskip=1,  # the wrapper repeats actions so that it can see the last two frames
-        repeat_action_probability=settings.repeat_action_probability,
+        repeat_action_probability=0.0,  # the wrapper draws them, so that they can be saved
         full_action_space=False,
         max_num_frames_per_episode=max_episode_frames,
     )
-    env = AtariFrameSkip(env, image_size=image_size, noop_max=settings.noop_max)
+    env = AtariFrameSkip(
+        env,
+        image_size=image_size,
+        noop_max=settings.noop_max,
+        repeat_action_probability=settings.repeat_action_probability,
+    )
     return LifeLossInfo(env, life_loss)

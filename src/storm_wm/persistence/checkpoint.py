@@ -16,6 +16,7 @@ stranger cannot run code. See docs/resume.md for what the payload holds.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -100,7 +101,8 @@ def save_checkpoint(
 
 
 def write_failure_message(run_dir: Path, what: str, error: OSError) -> str:
-    """One line: what could not be written, why, and that the previous checkpoint is intact."""
+    """One line: what could not be written, why, that the previous checkpoint is intact, and
+    how to continue; on a full disk, that keeping fewer checkpoints frees space for good."""
     reason = error.strerror or str(error)
     intact = [step for step, _ in list_checkpoints(run_dir)]
     kept = (
@@ -108,10 +110,27 @@ def write_failure_message(run_dir: Path, what: str, error: OSError) -> str:
         if intact
         else "no earlier checkpoint was written"
     )
+    if error.errno == errno.ENOSPC:
+        size = _average_size([path for _, path in list_checkpoints(run_dir)])
+        each = f", {size / 1e6:.0f} MB each" if size >= 1e6 else ""
+        on_disk = f" ({len(intact)} on disk{each})" if intact else ""
+        return (
+            f"cannot write {what}: {reason}; {kept}. Free disk space, or keep only the newest "
+            f"checkpoint from now on{on_disk}: continue with "
+            f"`{command('train', '--resume', run_dir, '--train.checkpoint_keep', '1')}`"
+        )
     return (
         f"cannot write {what}: {reason}; {kept}. Free disk space (or make {run_dir} writable), "
-        f"then continue with `{command(f'train --resume {run_dir}')}`"
+        f"then continue with `{command('train', '--resume', run_dir)}`"
     )
+
+
+def _average_size(paths: list[Path]) -> int:
+    sizes = []
+    for path in paths:
+        with contextlib.suppress(OSError):  # pruned meanwhile
+            sizes.append(path.stat().st_size)
+    return sum(sizes) // len(sizes) if sizes else 0
 
 
 def read_header(path: Path) -> dict[str, Any]:
@@ -221,7 +240,7 @@ def find_checkpoint(run_dir: Path, step: int | None = None) -> Path:
     checkpoints = list_checkpoints(run_dir)
     if not checkpoints:
         raise StormError(
-            f"{run_dir} has no checkpoint yet; train it first (`{command('train ...')}`)"
+            f"{run_dir} has no checkpoint yet; train it first (`{command('train', '...')}`)"
         )
     if step is None:
         return checkpoints[-1][1]

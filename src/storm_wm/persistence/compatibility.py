@@ -32,9 +32,17 @@ RESUMABLE_FIELDS: tuple[str, ...] = (
 )  # fmt: skip
 """Fields a resumed run may change: the step budget, and bookkeeping that leaves the experiment
 as it is: where and how fast it computes (device, precision, replay placement, compilation) and
-how often it saves and logs (after a disk-full stop, `--train.checkpoint_keep 3` is the fix).
+how often it saves and logs (after a disk-full stop, `--train.checkpoint_keep 1` is the fix).
 With another device or precision the run continues the same experiment, but no longer bit for
 bit as one left alone."""
+
+KEPT_ON_RESUME: tuple[str, ...] = ("train.steps", "train.checkpoint_keep")
+"""The resumable fields a resume changes for good: config.json is updated, so later resumes
+(a plain `make train`) keep them. The step budget is the run's length, and after a disk-full
+stop `--train.checkpoint_keep 1` must not be undone by the next resume. Every other resumable
+field applies to the resuming process only: a one-off `--train.checkpoint_every 1` does not
+make every later resume write a checkpoint per step. Each resume's changes, of both kinds, are
+appended to RUN_DIR/resumes.jsonl."""
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """The environment's state mid-episode, as plain data, for the games whose state can be restored.
 
-- Atari: the ALE's full emulator state *with* its generator (sticky actions), serialized by
-  `ALEState.serialize()`, plus the Python-side generator (no-op starts) and the life counter of
-  `LifeLossInfo`. The frame-skip wrapper keeps nothing between steps.
+- Atari: the ALE's full emulator state, serialized by `ALEState.serialize()`, the env's NumPy
+  generator (sticky-action draws and no-op starts), the action the last emulator frame played
+  (what a sticky frame repeats: `AtariFrameSkip.sticky_action`, which the ALE's own state would
+  not hold) and the life counter of `LifeLossInfo`. Nothing else carries over between steps.
 - toy:catch: the ball and paddle positions and the env's NumPy generator.
 - Anything else (gym:<id>): not restorable in general. The resumed run then ends the episode in
   progress as if truncated and starts a new one with a seed derived from the run's seed and the
@@ -18,7 +19,7 @@ from ale_py import ALEState
 from ale_py.env import AtariEnv
 from gymnasium.wrappers.common import OrderEnforcing, PassiveEnvChecker
 
-from storm_wm.envs.atari import AtariFrameSkip, LifeLossInfo
+from storm_wm.envs.atari import NOOP_ACTION, AtariFrameSkip, LifeLossInfo
 from storm_wm.envs.factory import SeedFirstReset
 from storm_wm.envs.toy import CatchEnv
 
@@ -46,6 +47,8 @@ def capture_env_state(env: gym.Env) -> dict[str, Any]:
     for wrapper in wrappers:
         if isinstance(wrapper, LifeLossInfo):
             state["lives"] = wrapper.lives
+        if isinstance(wrapper, AtariFrameSkip):
+            state["sticky_action"] = wrapper.sticky_action
     if isinstance(base, CatchEnv):
         state["kind"] = "toy"
         state["board"] = [base.ball_row, base.ball_column, base.paddle_column]
@@ -67,6 +70,9 @@ def restore_env_state(env: gym.Env, state: dict[str, Any]) -> bool:
     for wrapper in _wrappers(env):
         if isinstance(wrapper, LifeLossInfo):
             wrapper.lives = state["lives"]
+        if isinstance(wrapper, AtariFrameSkip):
+            # Set, not replayed: no emulator frame and no draw from any generator.
+            wrapper.sticky_action = int(state.get("sticky_action", NOOP_ACTION))
     if kind == "toy":
         base.ball_row, base.ball_column, base.paddle_column = state["board"]
     else:

@@ -26,6 +26,8 @@ from storm_wm.replay import ReplayBuffer
 
 _NAME = re.compile(r"^chunk_(\d+)_(\d+)\.npz$")
 _FIELDS = ("frames", "actions", "rewards", "terminations")
+UNUSED = "unused"
+"""`replay/unused/`: chunks set aside after a loss (see ReplayStore.set_aside_unused)."""
 
 
 class ReplayChunkError(CorruptCheckpointError):
@@ -121,13 +123,21 @@ class ReplayStore:
         self.chunks = [dict(record) for record in manifest]
 
     def restore_newest(
-        self, replay: ReplayBuffer, manifest: list[dict[str, Any]], total: int
+        self,
+        replay: ReplayBuffer,
+        manifest: list[dict[str, Any]],
+        total: int,
+        first: int | None = None,
     ) -> str | None:
         """Like `restore`, but a missing or damaged chunk is not fatal: refills `replay` with the
         steps of the intact chunks after the newest bad one (possibly none) and returns the
         problem (None when every chunk was intact, and the buffer is then the full one).
+
+        `first` is the oldest step the checkpoint's buffer held, when it held fewer than its
+        capacity allows because a loss was found at an earlier resume: that loss is not
+        reported again.
         """
-        oldest = max(0, total - self.capacity)
+        oldest = max(0, total - self.capacity, first or 0)
         loaded: list[tuple[dict[str, Any], dict[str, np.ndarray]]] = []
         problem, start = None, total
         for record in sorted(manifest, key=lambda chunk: chunk["first"], reverse=True):
@@ -166,6 +176,22 @@ class ReplayStore:
         if any(len(array) != record["stop"] - record["first"] for array in loaded.values()):
             raise ReplayChunkError(f"replay chunk {path} has the wrong number of steps")
         return loaded
+
+    def set_aside_unused(self, manifest: list[dict[str, Any]]) -> list[str]:
+        """Moves the listed chunks that the restored buffer does not use (damaged, or cut off by
+        a damaged one) into `replay/unused/`, so that they neither take part in later resumes
+        nor go unnoticed; returns their names. Nothing is deleted."""
+        used = {chunk["name"] for chunk in self.chunks}
+        moved = []
+        for record in manifest:
+            path = self.directory / record["name"]
+            if record["name"] in used or not path.exists():
+                continue
+            with contextlib.suppress(OSError):
+                (self.directory / UNUSED).mkdir(exist_ok=True)
+                path.rename(self.directory / UNUSED / record["name"])
+                moved.append(record["name"])
+        return moved
 
     def discard_after(self, total: int) -> None:
         """Deletes chunks (and half-written files) holding steps at or after `total`."""

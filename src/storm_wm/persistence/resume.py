@@ -2,23 +2,29 @@
 
 A resumed run must be the same experiment: any config difference but the step budget and
 bookkeeping (`compatibility.RESUMABLE_FIELDS`: device, checkpoint and log intervals, ...) is
-refused by name. It continues from the newest checkpoint that verifies (its own checksum, and
-its payload holds nothing but tensors and plain data); a damaged or unsafe one is renamed
-`*.corrupt` (kept, never deleted) with a one-line warning, and the one before it is used. A
-missing or damaged replay chunk never condemns a checkpoint: the run continues with the replay
-steps that remain, and one line says how many were lost.
+refused by name. Of those, the budget and the number of checkpoints kept are kept in
+config.json for later resumes; the others hold for the resuming process only, and each resume's
+changes go to RUN_DIR/resumes.jsonl (`record_resume`). It continues from the newest
+checkpoint that verifies (its own checksum, and its payload holds nothing but tensors and plain
+data); a damaged or unsafe one is renamed `*.corrupt` (kept, never deleted) with a one-line
+warning, and the one before it is used. A missing or damaged replay chunk never condemns a
+checkpoint: the run continues with the replay steps that remain, one line says how many were
+lost, and the chunks it cannot use are set aside in replay/unused/.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from storm_wm.atomic import remove_temporary_files
+from storm_wm.atomic import remove_temporary_files, write_text_atomically
 from storm_wm.config import Config, from_dict, unknown_field
+from storm_wm.envs import resolve_game
 from storm_wm.errors import StormError
 from storm_wm.hints import command
 from storm_wm.persistence.checkpoint import (
@@ -28,11 +34,13 @@ from storm_wm.persistence.checkpoint import (
     load_checkpoint,
 )
 from storm_wm.persistence.compatibility import (
+    KEPT_ON_RESUME,
     RESUMABLE_FIELDS,
     check_checkpoint_matches,
     config_differences,
+    flatten,
 )
-from storm_wm.persistence.replay_store import ReplayStore
+from storm_wm.persistence.replay_store import UNUSED, ReplayStore
 from storm_wm.replay import ReplayBuffer
 
 
@@ -41,7 +49,7 @@ def load_run_config(run_dir: Path) -> Config:
     if not (Path(run_dir) / "config.json").is_file():
         raise StormError(
             f"{run_dir} holds no storm-wm run (no config.json) to resume; start one with "
-            f"`{command(f'train --run-dir {run_dir}')}`"
+            f"`{command('train', '--game', 'GAME', '--run-dir', run_dir)}`"
         )
     return Config.load(Path(run_dir) / "config.json")
 
@@ -56,6 +64,61 @@ def apply_overrides(config: Config, overrides: dict[str, Any]) -> Config:
             raise unknown_field(dotted)
         target[key or section] = value
     return from_dict(data)
+
+
+RESUME_HISTORY = "resumes.jsonl"
+"""RUN_DIR/resumes.jsonl: one JSON line per resume that changed a setting, saying which."""
+
+
+def record_resume(run_dir: Path, saved: Config, requested: Config, step: int) -> list[str]:
+    """Keeps the resume's lasting changes and records all of them; returns the lines to print.
+
+    The changes to KEPT_ON_RESUME fields (the step budget, the number of checkpoints kept) go
+    into config.json, so later resumes keep them; the other resumable fields changed on this
+    command line (device, checkpoint interval, ...) apply to this process only, and config.json
+    keeps the run's own. Each resume that changed anything appends one line to resumes.jsonl:
+    the time, the step it resumed at, and both kinds of change as [before, after].
+    """
+    before, after = flatten(saved.to_dict()), flatten(requested.to_dict())
+    changed = {
+        name: [before.get(name), after.get(name)]
+        for name in RESUMABLE_FIELDS
+        if before.get(name) != after.get(name)
+    }
+    kept = {name: values for name, values in changed.items() if name in KEPT_ON_RESUME}
+    once = {name: values for name, values in changed.items() if name not in KEPT_ON_RESUME}
+    updated = apply_overrides(saved, {name: new for name, (_, new) in kept.items()})
+    game = resolve_game(saved.env.game).name  # "pong" in an older run's config.json: "Pong"
+    if kept or game != saved.env.game:
+        updated = apply_overrides(updated, {"env.game": game})
+        _write(run_dir / "config.json", json.dumps(updated.to_dict(), indent=2) + "\n", run_dir)
+    if changed:
+        record = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "resumed_at_step": step,
+            "kept_in_config": kept, "this_resume_only": once,
+        }  # fmt: skip
+        history = run_dir / RESUME_HISTORY
+        previous = history.read_text(encoding="utf-8") if history.is_file() else ""
+        _write(history, previous + json.dumps(record) + "\n", run_dir)
+
+    def describe(changes: dict[str, list[Any]]) -> str:
+        return "; ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changes.items())
+
+    lines = []
+    if kept:
+        lines.append(f"storm-wm: from now on (config.json updated): {describe(kept)}")
+    if once:
+        lines.append(
+            f"storm-wm: for this resume only (config.json keeps the run's): {describe(once)}"
+        )
+    return lines
+
+
+def _write(path: Path, text: str, run_dir: Path) -> None:
+    try:
+        write_text_atomically(path, text)
+    except OSError as error:
+        raise StormError(f"cannot write to run directory {run_dir}: {error.strerror}") from None
 
 
 def check_resume_config(saved: Config, requested: Config, run_dir: Path) -> None:
@@ -106,11 +169,21 @@ def select_checkpoint(
             warn(f"storm-wm: warning: {reason}; renamed it *.corrupt and resumed from step {step}")
         replay_state = checkpoint["replay"]
         total = int(replay_state["total"])
-        problem = replay_store.restore_newest(replay, replay_state["chunks"], total)
+        first = replay_state.get("first")
+        problem = replay_store.restore_newest(replay, replay_state["chunks"], total, first)
         if problem is not None:
             # The weights are intact: never condemn them for the replay's sake (issue: eval and
-            # dream would find no checkpoint). Continue with the replay that remains.
-            expected = min(total, replay_store.capacity)
+            # dream would find no checkpoint). Continue with the replay that remains, and set
+            # the chunks it cannot use aside: the next checkpoint lists only those it holds
+            # (and the first step it holds), so the loss is reported this once.
+            moved = replay_store.set_aside_unused(replay_state["chunks"])
+            aside = (
+                f"; moved the {len(moved)} unusable chunk{'s' if len(moved) != 1 else ''} to "
+                f"{replay_store.directory / UNUSED} (delete it to free the space)"
+                if moved
+                else ""
+            )
+            expected = total - max(0, total - replay_store.capacity, first or 0)
             refill = (
                 f"; below train.warmup_steps ({config.train.warmup_steps}), so the agent acts "
                 "randomly and waits for updates until the buffer refills"
@@ -120,7 +193,8 @@ def select_checkpoint(
             warn(
                 f"storm-wm: warning: {problem}; the checkpoint of step {step} is intact and "
                 f"resumes with the {len(replay)} replay steps that remain ({expected - len(replay)}"
-                f" of {expected} lost{refill}); the run no longer matches one left alone exactly"
+                f" of {expected} lost{refill}){aside}; the run no longer matches one left alone "
+                "exactly"
             )
         return checkpoint
     raise StormError(

@@ -62,6 +62,7 @@ def capture(config: Config, components: Components, state: LoopState) -> dict[st
         "metrics": components.accumulator.state_dict(),
         "replay": {
             "total": replay_total,
+            "first": replay_total - len(components.replay),  # the oldest step the buffer holds
             "chunks": components.replay_store.manifest(replay_total),
         },
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import sys
@@ -31,8 +32,13 @@ from storm_wm.persistence.checkpoint import (
     write_failure_message,
 )
 from storm_wm.persistence.lock import directory_lock
-from storm_wm.persistence.replay_store import ReplayStore
-from storm_wm.persistence.resume import check_resume_config, load_run_config, select_checkpoint
+from storm_wm.persistence.replay_store import ReplayStore, chunk_name
+from storm_wm.persistence.resume import (
+    check_resume_config,
+    load_run_config,
+    record_resume,
+    select_checkpoint,
+)
 from storm_wm.persistence.snapshot import Components, capture, restore
 from storm_wm.persistence.writer import CheckpointWriter, host_copy
 from storm_wm.replay import ReplayBuffer
@@ -46,7 +52,9 @@ from storm_wm.visualize.training import log_world_model_diagnostics
 
 
 def default_run_dir(config: Config) -> Path:
-    game = config.env.game.replace(":", "-").replace("/", "-")
+    """`runs/<game>_<preset>_seed<seed>`, with the game as resolved: `--game pong` and
+    `--game Pong` are one run."""
+    game = resolve_game(config.env.game).name.replace(":", "-").replace("/", "-")
     return Path("runs") / f"{game}_{config.preset.replace('+', '-')}_seed{config.seed}"
 
 
@@ -65,7 +73,7 @@ def refuse_existing_run(run_dir: Path) -> None:
     if (run_dir / "config.json").exists():
         raise StormError(
             f"{run_dir} already holds a run (left untouched); continue it with "
-            f"`{command(f'train --resume {run_dir}')}` or choose another --run-dir"
+            f"`{command('train', '--resume', run_dir)}` or choose another --run-dir"
         )
 
 
@@ -119,6 +127,7 @@ def save_training_checkpoint(
     store = components.replay_store
     pending_chunk = store.take(components.replay)
     replay_total = components.replay.total_added
+    replay_first = replay_total - len(components.replay)  # later than total - capacity after a loss
     payload = host_copy(capture(config, components, state))
     summary = {
         "game": components.game,
@@ -133,9 +142,16 @@ def save_training_checkpoint(
             try:
                 store.write(pending_chunk)
             except OSError as error:
-                raise StormError(write_failure_message(run_dir, "a replay chunk", error)) from None
+                chunk = store.directory / chunk_name(pending_chunk.first, pending_chunk.stop)
+                raise StormError(
+                    write_failure_message(run_dir, f"replay chunk {chunk}", error)
+                ) from None
         # Listed only now: the chunk just written is on disk before the checkpoint naming it.
-        payload["replay"] = {"total": replay_total, "chunks": store.manifest(replay_total)}
+        payload["replay"] = {
+            "total": replay_total,
+            "first": replay_first,
+            "chunks": store.manifest(replay_total),
+        }
         save_checkpoint(run_dir, step, payload, summary)
         kept = prune_checkpoints(run_dir, config.train.checkpoint_keep)
         if config.train.checkpoint_keep > 0 and kept:
@@ -160,11 +176,15 @@ def train(
     # changed: a refused command leaves nothing behind that would block it once corrected.
     check_training_settings(config)
     spec = resolve_game(config.env.game)
+    # One name for one game everywhere (config.json, the progress bar): "pong" is "Pong".
+    config = dataclasses.replace(config, env=dataclasses.replace(config.env, game=spec.name))
     device = resolve_device(config.device)
     warn_about_precision(config, device)
     run_dir = Path(run_dir)
+    saved = None
     if resume:
-        check_resume_config(load_run_config(run_dir), config, run_dir)
+        saved = load_run_config(run_dir)
+        check_resume_config(saved, config, run_dir)
     else:
         refuse_existing_run(run_dir)
     env = make_env(
@@ -179,7 +199,7 @@ def train(
                 refuse_existing_run(run_dir)  # again, now that no other process can start it
                 write_config(config, run_dir)
             with deterministic_algorithms(config.train.deterministic):
-                return _train(config, run_dir, spec.name, env, show_progress, resume)
+                return _train(config, run_dir, spec.name, env, show_progress, saved)
     finally:
         env.close()
 
@@ -219,11 +239,13 @@ def build_components(config: Config, run_dir: Path, game: str, env) -> Component
     )  # fmt: skip
 
 
-def _train(config, run_dir, game, env, show_progress, resume) -> LoopState:
+def _train(config, run_dir, game, env, show_progress, saved: Config | None) -> LoopState:
+    """Builds the run's objects, restores them when resuming (`saved`: the run's config.json),
+    says what runs where, and runs the loop."""
     components = build_components(config, run_dir, game, env)
     replay = components.replay
-    state, resume_step = None, None
-    if resume:
+    state, resume_step, changes = None, None, []
+    if saved is not None:
         store = components.replay_store
         checkpoint = select_checkpoint(run_dir, config, components.num_actions, replay, store)
         if checkpoint is None:
@@ -238,18 +260,21 @@ def _train(config, run_dir, game, env, show_progress, resume) -> LoopState:
                 f"{config.train.steps}; give a budget of at least {resume_step}"
             )
         components.replay_store.discard_after(replay.total_added)
-        write_config(config, run_dir)  # records a new step budget
+        changes = record_resume(run_dir, saved, config, resume_step)
 
-    if show_progress:
-        device = next(components.models.world_model.parameters()).device
-        precision = choose_precision(config.precision, device)
-        verb = f"resuming at step {resume_step}" if resume_step else "training"
-        print(
-            f"storm-wm: {verb} {game} ({config.preset}, seed {config.seed}) for "
-            f"{config.train.steps} steps on {device} in {precision.name} -> {run_dir}\n"
-            f"storm-wm: precision {precision.name}: {precision.reason}"
-        )
-        announce_workload(config, device, env)
+    # Said with or without a progress bar: what runs, where, in what precision and why, and (on
+    # a CPU) for how long.
+    device = next(components.models.world_model.parameters()).device
+    precision = choose_precision(config.precision, device)
+    verb = f"resuming at step {resume_step}" if resume_step else "training"
+    print(
+        f"storm-wm: {verb} {game} ({config.preset}, seed {config.seed}) for "
+        f"{config.train.steps} steps on {device} in {precision.name} -> {run_dir}\n"
+        f"storm-wm: precision {precision.name}: {precision.reason}"
+    )
+    for line in changes:
+        print(line)
+    announce_workload(config, device, env, done=resume_step or 0)
     writer = CheckpointWriter(background=config.train.async_checkpoints)
     # The writer closes first: the last checkpoint is on disk (or its error raised) on return.
     with Logger(run_dir, resume_step) as logger, StopSignals() as stop, writer:

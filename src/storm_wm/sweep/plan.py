@@ -17,6 +17,7 @@ from storm_wm.config import Config
 from storm_wm.envs import resolve_game
 from storm_wm.errors import StormError
 from storm_wm.games import ATARI_100K_GAMES
+from storm_wm.hints import command
 
 ATARI_26 = "atari26"
 """The --games keyword for the 26 games of the Atari 100k benchmark."""
@@ -118,7 +119,7 @@ def train_config(arguments: list[str]) -> tuple[Config, argparse.Namespace]:
     except SystemExit:
         raise StormError(
             "storm-wm train refuses these options (its message is above); "
-            "see `storm-wm train --help`"
+            f"see `{command('train', '--help')}`"
         ) from None
     parsed.overrides = extra
     return train_command.config_from_args(parsed), parsed

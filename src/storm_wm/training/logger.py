@@ -16,6 +16,7 @@ import torch
 
 from storm_wm.atomic import write_text_atomically
 from storm_wm.errors import StormError
+from storm_wm.hints import command
 from storm_wm.training.events import EventWriter
 
 
@@ -96,7 +97,8 @@ class Logger:
         except OSError as error:
             raise StormError(
                 f"cannot write {self.path}: {error.strerror or error}; free disk space, then "
-                "resume the run (nothing after its last checkpoint is lost)"
+                f"continue with `{command('train', '--resume', self.path.parent)}` (nothing "
+                "before its last checkpoint is lost)"
             ) from None
 
     def flush(self) -> None:

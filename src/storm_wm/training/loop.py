@@ -100,78 +100,85 @@ def train_loop(
         bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}, {rate_fmt}{postfix}]",
     )  # fmt: skip
     clock, postfix = PhaseClock(), {}
-    while state.step < schedule.steps:
-        frame = state.frame
-        warming_up = len(replay) < schedule.warmup_steps
-        action = int(policy.act(frame[None], random=warming_up)[0])
-        next_frame, reward, terminated, truncated, info = env.step(action)
-        replay.add(frame, action, float(reward), bool(terminated or info.get("life_loss", False)))
-        state.step += 1
-        state.episode_return += float(reward)
-        state.episode_length += 1
-        if terminated or truncated:
-            logger.log(
-                state.step,
-                {"env/episode_return": state.episode_return,
-                 "env/episode_length": state.episode_length},
-            )  # fmt: skip
-            postfix["episode_return"] = f"{state.episode_return:g}"
-            state.episode += 1
-            if schedule.clear_context_on_episode_end:
-                policy.reset(0)
-            # None continues the env's seeded generators; the run's seed replays the same start.
-            state.frame, _ = env.reset(seed=config.seed if schedule.repeat_reset_seed else None)
-            state.episode_return, state.episode_length = 0.0, 0
-        else:
-            state.frame = next_frame
+    # Closed however the loop ends, before an error is printed: a message (a full disk) must
+    # start on a line of its own, with no stale bar printed after it.
+    try:
+        while state.step < schedule.steps:
+            frame = state.frame
+            warming_up = len(replay) < schedule.warmup_steps
+            action = int(policy.act(frame[None], random=warming_up)[0])
+            next_frame, reward, terminated, truncated, info = env.step(action)
+            replay.add(
+                frame, action, float(reward), bool(terminated or info.get("life_loss", False))
+            )
+            state.step += 1
+            state.episode_return += float(reward)
+            state.episode_length += 1
+            if terminated or truncated:
+                logger.log(
+                    state.step,
+                    {"env/episode_return": state.episode_return,
+                     "env/episode_length": state.episode_length},
+                )  # fmt: skip
+                postfix["episode_return"] = f"{state.episode_return:g}"
+                state.episode += 1
+                if schedule.clear_context_on_episode_end:
+                    policy.reset(0)
+                # None continues the env's seeded generators; the run's seed replays the same start.
+                state.frame, _ = env.reset(seed=config.seed if schedule.repeat_reset_seed else None)
+                state.episode_return, state.episode_length = 0.0, 0
+            else:
+                state.frame = next_frame
 
-        if not warming_up and state.step % schedule.train_every == 0:
-            accumulator.add(trainer.train_step(replay, rng, state.step))
-            state.updates += 1
-        logging = state.step % schedule.log_every == 0
-        due = state.step % schedule.checkpoint_every == 0 or state.step == schedule.steps
-        failure, skipped_updates = None, None
-        if logging or due:  # steps that wait for the device anyway (a log flush, a checkpoint)
-            failure, skipped_updates = _check_nonfinite(
-                trainer, schedule.max_nonfinite_updates, state.step
-            )
-        if logging:
-            metrics = accumulator.flush()
-            if metrics:
-                metrics["train/updates"] = state.updates
-                metrics["train/skipped_updates"] = skipped_updates
-                elapsed = time.perf_counter() - started
-                metrics["train/steps_per_second"] = (state.step - started_step) / elapsed
-                metrics["system/memory_mb"] = process.memory_info().rss / 2**20
-                logger.log(state.step, metrics)
-        on_step(state.step)
-        state.stopped_by = stop_requested()
-        if failure:
-            progress.close()
-            if not _weights_are_finite(trainer):
-                raise StormError(
-                    f"{failure}; the weights are no longer finite and were not saved: the newest "
-                    "checkpoint holds the last good ones"
+            if not warming_up and state.step % schedule.train_every == 0:
+                accumulator.add(trainer.train_step(replay, rng, state.step))
+                state.updates += 1
+            logging = state.step % schedule.log_every == 0
+            due = state.step % schedule.checkpoint_every == 0 or state.step == schedule.steps
+            failure, skipped_updates = None, None
+            if logging or due:  # steps that wait for the device anyway (a log flush, a checkpoint)
+                failure, skipped_updates = _check_nonfinite(
+                    trainer, schedule.max_nonfinite_updates, state.step
                 )
-            save(state)
-            raise StormError(
-                f"{failure}; the checkpoint of step {state.step} holds the last finite weights. "
-                "Check the game's rewards and the learning rates, then start a new run (or "
-                f"evaluate this one with `{command('eval RUN_DIR')}`)"
-            )
-        if due or state.stopped_by:
-            save(state)
-        if show_progress:
-            clock.tick(warming_up)
-            steps_left = schedule.steps - state.step
-            warmup_left = min(max(0, schedule.warmup_steps - len(replay)), steps_left)
-            left = clock.describe(warmup_left, steps_left - warmup_left)
-            shown = [left, *(f"{name}={value}" for name, value in postfix.items())]
-            progress.set_postfix_str(", ".join(shown), refresh=False)
-        progress.update(1)
-        if state.stopped_by:
-            break
-    progress.close()
+            if logging:
+                metrics = accumulator.flush()
+                if metrics:
+                    metrics["train/updates"] = state.updates
+                    metrics["train/skipped_updates"] = skipped_updates
+                    elapsed = time.perf_counter() - started
+                    metrics["train/steps_per_second"] = (state.step - started_step) / elapsed
+                    metrics["system/memory_mb"] = process.memory_info().rss / 2**20
+                    logger.log(state.step, metrics)
+            on_step(state.step)
+            state.stopped_by = stop_requested()
+            if failure:
+                progress.close()
+                if not _weights_are_finite(trainer):
+                    raise StormError(
+                        f"{failure}; the weights are no longer finite and were not saved: the "
+                        "newest checkpoint holds the last good ones"
+                    )
+                save(state)
+                raise StormError(
+                    f"{failure}; the checkpoint of step {state.step} holds the last finite "
+                    "weights. Check the game's rewards and the learning rates, then start a new "
+                    "run (or "
+                    f"evaluate this one with `{command('eval', 'RUN_DIR')}`)"
+                )
+            if due or state.stopped_by:
+                save(state)
+            if show_progress:
+                clock.tick(warming_up)
+                steps_left = schedule.steps - state.step
+                warmup_left = min(max(0, schedule.warmup_steps - len(replay)), steps_left)
+                left = clock.describe(warmup_left, steps_left - warmup_left)
+                shown = [left, *(f"{name}={value}" for name, value in postfix.items())]
+                progress.set_postfix_str(", ".join(shown), refresh=False)
+            progress.update(1)
+            if state.stopped_by:
+                break
+    finally:
+        progress.close()
     return state
 
 

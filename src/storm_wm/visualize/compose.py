@@ -76,6 +76,16 @@ def reward_line(label: str, rewards: np.ndarray, ends: np.ndarray, step: int) ->
     return f"{label} {rewards[step]:+.2f}" + ("  END" if ends[step] else "")
 
 
+def header_line(step: int, length: int, context: int) -> str:
+    """`step 9/24   imagining, 1 step past the context` (or the context's length, before it)."""
+    if step < context:
+        phase = f"context ({context} real frame{'s' if context != 1 else ''})"
+    else:
+        past = step - context + 1
+        phase = f"imagining, {past} step{'s' if past != 1 else ''} past the context"
+    return f"step {step + 1}/{length}   {phase}"
+
+
 def compose_dream(
     rollout: DreamRollout, scale: int = 3, action_names: list[str] | None = None
 ) -> np.ndarray:
@@ -87,11 +97,7 @@ def compose_dream(
     """
     composed = []
     for step in range(len(rollout)):
-        dreaming = step >= rollout.context
-        phase = f"imagining, {step - rollout.context + 1} steps past the context"
-        header = f"step {step + 1}/{len(rollout)}   " + (
-            phase if dreaming else f"context ({rollout.context} real frames)"
-        )
+        header = header_line(step, len(rollout), rollout.context)
         action = action_label(int(rollout.actions[step]), action_names)
         captions = [
             [
@@ -117,6 +123,6 @@ def compose_dream(
             rollout.reconstructions[step],
             rollout.imagined_frames[step],
         ]
-        color = HIGHLIGHT if dreaming else TEXT
+        color = HIGHLIGHT if step >= rollout.context else TEXT
         composed.append(compose_frame(panels, list(COLUMNS), captions, header, scale, color))
     return np.stack(composed)
