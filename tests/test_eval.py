@@ -21,13 +21,19 @@ from storm_wm.evaluation import (
     RELEASED_ENVS,
     comparability,
     evaluation_seeds,
-    play_episodes,
     play_pool,
 )
 from storm_wm.sweep.execute import run_is_finished
 from storm_wm.training.trainer import build_models
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def play_episodes(envs, policy, seed, reservoir=None):
+    """One whole episode in each env at once (env i reset with seed + i): (returns, lengths)."""
+    played = play_pool(envs, policy, len(envs), lambda k: seed + k, reservoir=reservoir)
+    order = np.argsort(np.asarray(played.seeds), kind="stable")
+    return np.asarray(played.returns)[order], np.asarray(played.lengths)[order]
 
 
 class PerfectPlayer:

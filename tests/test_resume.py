@@ -355,7 +355,7 @@ def test_nonfinite_losses_are_skipped_then_stop_with_a_good_checkpoint(
         "storm-wm: warning: step 46: non-finite world-model loss or gradient; update skipped"
     ]
     state = final_checkpoint(tmp_path / "run")
-    assert state["step"] == 48 and state["trainer"]["skipped_updates"] == 3
+    assert state["step"] == 48 and state["trainer"]["nonfinite_counters"]["skipped"] == 3
     assert all(torch.isfinite(tensor).all() for tensor in state["world_model"].values())
     assert [step for step, _ in list_checkpoints(tmp_path / "run")] == [40, 48]
     records = metric_records(tmp_path / "run")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from storm_wm.atomic import write_text_atomically
 from storm_wm.errors import StormError
 from storm_wm.hints import command
 
@@ -196,7 +197,14 @@ class Config:
         return dataclasses.asdict(self)
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """Writes the config as JSON atomically: a reader sees the old file or the new one."""
+        try:
+            write_text_atomically(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
+        except OSError as error:
+            directory = Path(path).parent
+            raise StormError(
+                f"cannot write to run directory {directory}: {error.strerror}"
+            ) from None
 
     @classmethod
     def load(cls, path: Path) -> Config:

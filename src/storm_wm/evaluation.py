@@ -187,18 +187,6 @@ def play_pool(
     return finished
 
 
-def play_episodes(
-    envs: list[gymnasium.Env],
-    policy: Policy,
-    seed: int,
-    reservoir: WindowReservoir | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """One whole episode in each env at once (env i reset with seed + i): (returns, lengths)."""
-    played = play_pool(envs, policy, len(envs), lambda k: seed + k, reservoir=reservoir)
-    order = np.argsort(np.asarray(played.seeds), kind="stable")
-    return np.asarray(played.returns)[order], np.asarray(played.lengths)[order]
-
-
 def comparability(spec: GameSpec, config: Config) -> tuple[bool, str | None]:
     """Whether the score may stand beside published Atari 100k scores, and if not, why."""
     if spec.atari_name is None:

@@ -159,12 +159,6 @@ def read_eval(path: Path) -> Evaluation:
     )
 
 
-def load_eval(path: Path) -> tuple[str, int | None, float]:
-    """(game, seed, mean score) from `path/eval.json`, checked so a typo fails loudly."""
-    evaluation = read_eval(path)
-    return evaluation.game, evaluation.seed, evaluation.score
-
-
 def last_step(path: Path) -> int | None:
     """The newest step the run reached: its newest checkpoint or metrics.jsonl record."""
     steps = []

@@ -77,27 +77,3 @@ def make_env(
     else:
         raise StormError(f"unknown game kind {spec.kind!r}; use atari, toy or gym")
     return SeedFirstReset(env, seed)
-
-
-def make_vector_env(
-    game: str | GameSpec,
-    num_envs: int,
-    *,
-    protocol: str = "storm",
-    seed: int | None,
-    image_size: int = 64,
-) -> gym.vector.SyncVectorEnv:
-    """Run ``num_envs`` copies side by side (evaluation episodes), seeded seed, seed + 1, ...
-
-    Copies run in one process: evaluation is dominated by the agent's forward pass, and one
-    process keeps every copy's seed and emulator easy to reason about.
-    """
-    if num_envs < 1:
-        raise StormError(f"need at least one environment, got num_envs={num_envs}")
-    spec = game if isinstance(game, GameSpec) else resolve_game(game)
-
-    def factory(index: int):
-        env_seed = None if seed is None else seed + index
-        return lambda: make_env(spec, protocol=protocol, seed=env_seed, image_size=image_size)
-
-    return gym.vector.SyncVectorEnv([factory(index) for index in range(num_envs)])

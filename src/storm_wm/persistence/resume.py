@@ -91,7 +91,7 @@ def record_resume(run_dir: Path, saved: Config, requested: Config, step: int) ->
     game = resolve_game(saved.env.game).name  # "pong" in an older run's config.json: "Pong"
     if kept or game != saved.env.game:
         updated = apply_overrides(updated, {"env.game": game})
-        _write(run_dir / "config.json", json.dumps(updated.to_dict(), indent=2) + "\n", run_dir)
+        updated.save(run_dir / "config.json")
     if changed:
         record = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "resumed_at_step": step,

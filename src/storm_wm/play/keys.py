@@ -6,7 +6,6 @@ import gymnasium
 
 from storm_wm.envs.toy import LEFT, RIGHT, STAY, CatchEnv
 
-DIRECTIONS = ("UP", "DOWN", "LEFT", "RIGHT")
 FIRE = "FIRE"
 
 

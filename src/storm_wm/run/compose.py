@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 import sys
 from pathlib import Path
@@ -12,7 +11,6 @@ import numpy as np
 import torch
 
 from storm_wm.acting import Policy
-from storm_wm.atomic import write_text_atomically
 from storm_wm.config import Config
 from storm_wm.device import (
     choose_precision,
@@ -91,14 +89,6 @@ def run_lock(run_dir: Path):
         "end or stop it (Ctrl-C or kill PID: it saves a checkpoint first), then resume"
     )
     return directory_lock(run_dir, RUN_LOCK, refusal)
-
-
-def write_config(config: Config, run_dir: Path) -> None:
-    try:
-        text = json.dumps(config.to_dict(), indent=2) + "\n"
-        write_text_atomically(run_dir / "config.json", text)
-    except OSError as error:
-        raise StormError(f"cannot write to run directory {run_dir}: {error.strerror}") from None
 
 
 def check_training_settings(config: Config) -> None:
@@ -197,7 +187,7 @@ def train(
         with run_lock(run_dir):
             if not resume:
                 refuse_existing_run(run_dir)  # again, now that no other process can start it
-                write_config(config, run_dir)
+                config.save(run_dir / "config.json")
             with deterministic_algorithms(config.train.deterministic):
                 return _train(config, run_dir, spec.name, env, show_progress, saved)
     finally:

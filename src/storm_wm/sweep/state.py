@@ -23,9 +23,6 @@ STATE_FILE = "sweep.json"
 LOCK_FILE = ".sweep.lock"
 FORMAT_VERSION = 1
 
-STATUSES = ("queued", "running", "retrying", "finished", "failed", "interrupted")
-"""A run's recorded status; the files in its run directory stay the ground truth on re-runs."""
-
 
 @dataclass
 class RunRecord:
@@ -34,6 +31,8 @@ class RunRecord:
     game: str
     seed: int
     status: str = "queued"
+    """queued, running, retrying, finished, failed or interrupted; the files in the run
+    directory stay the ground truth on re-runs."""
     attempts: int = 0
     """Attempts over every invocation of the sweep."""
     error: str | None = None

@@ -80,11 +80,6 @@ class NonfiniteCounters:
         """The current streaks (a host synchronisation: for checkpoints and tests)."""
         return dict(zip(MODELS, self.table[:, _STREAK].tolist(), strict=True))
 
-    def set_streaks(self, streaks: dict[str, int]) -> None:
-        for index, model in enumerate(MODELS):
-            self.table[index, _STREAK] = int(streaks[model])
-            self.table[index, _LONGEST] = int(streaks[model])
-
     @property
     def skipped_updates(self) -> int:
         return int(self.skipped)

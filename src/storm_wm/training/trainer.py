@@ -111,19 +111,13 @@ class Trainer:
         return {
             "world_model_optimizer": self.world_model_optimizer.state_dict(),
             "agent_optimizer": self.agent_optimizer.state_dict(),
-            "nonfinite_streaks": self.nonfinite_streaks,
-            "skipped_updates": self.skipped_updates,
             "nonfinite_counters": self.nonfinite.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.world_model_optimizer.load_state_dict(state["world_model_optimizer"])
         self.agent_optimizer.load_state_dict(state["agent_optimizer"])
-        if "nonfinite_counters" in state:
-            self.nonfinite.load_state_dict(state["nonfinite_counters"])
-        else:  # a checkpoint from before the counters moved to the device
-            self.nonfinite.set_streaks(state["nonfinite_streaks"])
-            self.skipped_updates = int(state["skipped_updates"])
+        self.nonfinite.load_state_dict(state["nonfinite_counters"])
 
     def update_world_model(
         self, replay: ReplayBuffer, rng: np.random.Generator, step: int = 0
