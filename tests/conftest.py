@@ -10,8 +10,8 @@ import torch
 from storm_wm.config import Config, build_config
 from storm_wm.device import CPU_BF16_VARIABLE
 from storm_wm.models import WorldModel
+from storm_wm.models.agent import Models, build_models
 from storm_wm.persistence.checkpoint import save_checkpoint
-from storm_wm.training.trainer import Models, build_models
 
 TINY_GAME = "toy:catch"
 TINY_ACTIONS = 3

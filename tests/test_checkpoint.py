@@ -20,6 +20,8 @@ from storm_wm.acting import Policy
 from storm_wm.config import build_config
 from storm_wm.envs import make_env
 from storm_wm.errors import StormError
+from storm_wm.logs.metrics import MetricAccumulator, truncate_metrics
+from storm_wm.models.agent import build_models
 from storm_wm.persistence import checkpoint
 from storm_wm.persistence.checkpoint import (
     MAGIC,
@@ -36,8 +38,7 @@ from storm_wm.persistence.replay_store import ReplayStore
 from storm_wm.persistence.rng_state import capture_rng_state, restore_rng_state
 from storm_wm.replay import ReplayBuffer
 from storm_wm.run.signals import StopSignals
-from storm_wm.training.logger import MetricAccumulator, truncate_metrics
-from storm_wm.training.trainer import Trainer, build_models
+from storm_wm.training.trainer import Trainer
 
 STATE = {"weights": torch.arange(1000, dtype=torch.float32), "counter": 7, "name": "x"}
 
@@ -404,8 +405,8 @@ def test_first_signal_requests_a_stop_second_gets_the_old_handler() -> None:
 
 def test_unrestorable_env_restarts_its_episode_deterministically(tmp_path: Path, capsys) -> None:
     """gym:<id> games: the resumed run starts a new episode, seeded by the run's seed and step."""
-    from storm_wm.persistence.snapshot import capture, restore
     from storm_wm.run.compose import build_components
+    from storm_wm.run.state import capture, restore
     from storm_wm.training.loop import LoopState
 
     config = build_config("toy+tiny")

@@ -19,8 +19,9 @@ from conftest import random_steps
 from storm_wm.acting import Policy
 from storm_wm.config import build_config
 from storm_wm.device import replay_device
+from storm_wm.models.agent import build_models
 from storm_wm.replay import ReplayBuffer
-from storm_wm.training.trainer import Trainer, build_models
+from storm_wm.training.trainer import Trainer
 
 pytestmark = [
     pytest.mark.cuda,

@@ -193,8 +193,8 @@ def test_the_gpu_plan_parses_into_the_intended_bench_and_training():
 
     from storm_wm.cli import build_parser
     from storm_wm.commands.bench import loop_settings
-    from storm_wm.commands.train import config_from_args
     from storm_wm.config import parse_overrides
+    from storm_wm.options import config_from_args
 
     parser = build_parser()
     args, extra = parser.parse_known_args(["bench", *GPU_PLAN.bench_arguments])

@@ -19,10 +19,11 @@ from storm_wm.config import build_config
 from storm_wm.device import replay_device
 from storm_wm.errors import StormError
 from storm_wm.imagination import CompiledImagination, ImaginationNoise, imagine
+from storm_wm.logs.metrics import MetricAccumulator
+from storm_wm.models.agent import build_models
 from storm_wm.replay import ReplayBuffer
-from storm_wm.training.logger import MetricAccumulator
 from storm_wm.training.nonfinite import NonfiniteCounters, adam
-from storm_wm.training.trainer import Trainer, build_models
+from storm_wm.training.trainer import Trainer
 
 # The networks and schedule these tests run on: toy+tiny with these fields changed.
 TINY_CHANGES = {

@@ -12,9 +12,9 @@ from storm_wm.diagnostics import (
     open_loop_errors,
     open_loop_metrics,
 )
+from storm_wm.logs.metrics import Logger
 from storm_wm.models.world_model import frames_to_input
 from storm_wm.replay import ReplayBuffer
-from storm_wm.training.logger import Logger
 from storm_wm.visualize.training import log_world_model_diagnostics
 
 CONTEXT = 2

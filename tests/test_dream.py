@@ -14,9 +14,9 @@ from tensorboardX.proto.event_pb2 import Event
 
 from storm_wm.cli import main
 from storm_wm.config import build_config
+from storm_wm.logs.metrics import Logger
 from storm_wm.models import WorldModel
 from storm_wm.replay import ReplayBuffer
-from storm_wm.training.logger import Logger
 from storm_wm.visualize import TokenStream, compose_dream, dream_rollout
 from storm_wm.visualize.training import VIDEO_LENGTH, VIDEO_TAG, log_world_model_diagnostics
 

@@ -23,8 +23,8 @@ from storm_wm.evaluation import (
     evaluation_seeds,
     play_pool,
 )
+from storm_wm.models.agent import build_models
 from storm_wm.sweep.execute import run_is_finished
-from storm_wm.training.trainer import build_models
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -22,6 +22,8 @@ import torch
 
 from storm_wm import __version__, cli
 from storm_wm.config import build_config, field_names
+from storm_wm.logs.events import EventWriter
+from storm_wm.logs.metrics import Logger
 from storm_wm.persistence import checkpoint
 from storm_wm.persistence.checkpoint import (
     list_checkpoints,
@@ -31,8 +33,6 @@ from storm_wm.persistence.checkpoint import (
 from storm_wm.run import compose, estimate
 from storm_wm.run.compose import RUN_LOCK, run_lock
 from storm_wm.run.signals import StopSignals
-from storm_wm.training.events import EventWriter
-from storm_wm.training.logger import Logger
 from storm_wm.training.progress import PhaseClock, format_duration
 
 # This file's training schedule, on the tiny preset's networks (stacked on toy).

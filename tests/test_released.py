@@ -21,12 +21,12 @@ import torch
 
 from storm_wm.config import Config, build_config
 from storm_wm.envs import make_env
+from storm_wm.logs.metrics import Logger
 from storm_wm.models.actor_critic import ActorCritic
 from storm_wm.persistence.checkpoint import find_checkpoint, load_checkpoint
 from storm_wm.persistence.compatibility import flatten
-from storm_wm.persistence.snapshot import capture, restore
 from storm_wm.run.compose import build_components, train
-from storm_wm.training.logger import Logger
+from storm_wm.run.state import capture, restore
 from storm_wm.training.loop import LoopState, train_loop
 
 EPISODE = 7

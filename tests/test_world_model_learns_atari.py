@@ -68,9 +68,10 @@ import torch
 from storm_wm.config import build_config
 from storm_wm.diagnostics import open_loop_errors
 from storm_wm.envs import make_env
+from storm_wm.models.agent import build_models
 from storm_wm.models.world_model import frames_to_input
 from storm_wm.replay import ReplayBuffer
-from storm_wm.training.trainer import Trainer, build_models
+from storm_wm.training.trainer import Trainer
 
 SEED = 0
 TRAINING_STEPS = 8_000

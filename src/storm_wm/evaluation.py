@@ -35,13 +35,12 @@ from storm_wm.acting import Policy
 from storm_wm.analysis.scores import human_normalized
 from storm_wm.atomic import write_text_atomically
 from storm_wm.config import Config
-from storm_wm.device import autocast, resolve_device, resolve_precision
+from storm_wm.device import autocast, resolve_precision
 from storm_wm.diagnostics import HORIZONS, WindowReservoir, open_loop_errors
 from storm_wm.envs import make_env, resolve_game
 from storm_wm.envs.catalog import GameSpec
 from storm_wm.errors import StormError
-from storm_wm.persistence.checkpoint import load_intact_checkpoint
-from storm_wm.training.trainer import Models, build_models
+from storm_wm.persistence.agent import load_models
 from storm_wm.writable import check_writable
 
 BOOKKEEPINGS = ("whole", "released")
@@ -55,28 +54,6 @@ BENCHMARK_EPISODE_FRAMES = 108_000
 EVAL_SEED_TAG = int.from_bytes(b"eval", "big")
 """Mixed with the run's seed, so that evaluation seeds differ from training seeds and between
 runs, while each run's evaluation is reproducible."""
-
-
-def load_models(
-    run_dir: Path, step: int | None = None, device: str = "auto"
-) -> tuple[Config, Models, dict]:
-    """The run's config and its models restored from a checkpoint, checked against each other."""
-    config = Config.load(run_dir / "config.json")
-    path, state = load_intact_checkpoint(run_dir, step)  # past damaged ones, with a warning
-    spec = resolve_game(config.env.game)
-    if state.get("game") != spec.name:
-        raise StormError(
-            f"{path} was trained on {state.get('game')}, but the run's config says {spec.name}"
-        )
-    models = build_models(config, int(state["num_actions"]), resolve_device(device))
-    try:
-        models.world_model.load_state_dict(state["world_model"])
-        models.actor_critic.load_state_dict(state["actor_critic"])
-    except RuntimeError as error:
-        raise StormError(
-            f"{path} does not match the run's architecture: {str(error).splitlines()[1].strip()}"
-        ) from None
-    return config, models, {"path": path, **state}
 
 
 @dataclass

@@ -13,8 +13,9 @@ from storm_wm.acting import Policy
 from storm_wm.config import Config
 from storm_wm.device import replay_device
 from storm_wm.imagination import ImaginedRollout
+from storm_wm.models.agent import build_models
 from storm_wm.replay import ReplayBuffer
-from storm_wm.training.trainer import Trainer, build_models
+from storm_wm.training.trainer import Trainer
 
 TRAINING_PHASES = ("world_model_update", "imagination", "agent_update")
 """The three phases of one training step, in the order training runs them."""

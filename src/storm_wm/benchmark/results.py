@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from storm_wm.benchmark.peak import MatmulPeak
 from storm_wm.benchmark.phases import TRAINING_PHASES
-from storm_wm.benchmark.timing import median
+from storm_wm.measure.peak import MatmulPeak
+from storm_wm.measure.timing import median
 
 
 @dataclass

@@ -10,14 +10,12 @@ import torch
 
 from storm_wm.benchmark.end_to_end import LoopSettings, run_end_to_end
 from storm_wm.benchmark.environment import environment_step_seconds
-from storm_wm.benchmark.flops import count_flops
 from storm_wm.benchmark.machine import (
     PeakMemory,
     cpu_description,
     device_description,
     load_average,
 )
-from storm_wm.benchmark.peak import matmul_peak, precision_name
 from storm_wm.benchmark.phases import (
     TRAINING_PHASES,
     ActingStep,
@@ -26,9 +24,11 @@ from storm_wm.benchmark.phases import (
 )
 from storm_wm.benchmark.profile import profile_phases
 from storm_wm.benchmark.results import BenchResult, PhaseResult
-from storm_wm.benchmark.timing import timed
 from storm_wm.config import Config
 from storm_wm.envs import make_env
+from storm_wm.measure.flops import count_flops
+from storm_wm.measure.peak import matmul_peak, precision_name
+from storm_wm.measure.timing import timed
 
 PEAK_DTYPES = (torch.float32, torch.bfloat16)
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from storm_wm.benchmark.peak import MatmulPeak
 from storm_wm.benchmark.phases import TRAINING_PHASES
 from storm_wm.benchmark.profile import format_profile
 from storm_wm.benchmark.results import BenchResult
+from storm_wm.measure.peak import MatmulPeak
 
 _HEADER = "  " + f"{'phase':<22}" + "".join(
     f"{title:>{width}}" for title, width in

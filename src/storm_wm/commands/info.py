@@ -11,7 +11,7 @@ from storm_wm.config import PRESETS, build_config
 def parameter_counts(config, num_actions: int) -> dict[str, int]:
     import torch
 
-    from storm_wm.training.trainer import build_models
+    from storm_wm.models.agent import build_models
 
     models = build_models(config, num_actions, torch.device("cpu"))
     world_model, actor_critic = models.world_model, models.actor_critic

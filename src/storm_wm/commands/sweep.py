@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import math
 import signal
+import sys
 from pathlib import Path
 
+from storm_wm.commands import report
 from storm_wm.config import PRESETS
 from storm_wm.errors import StormError
 
@@ -127,10 +129,16 @@ def _make_backend(args: argparse.Namespace, run_count: int):
 
 
 def _write_report(run_dirs: list[Path], out: Path) -> bool:
-    """The aggregate report of the finished runs, by the report command itself."""
-    from storm_wm.cli import main
-
-    return main(["report", *(str(run_dir) for run_dir in run_dirs), "--out", str(out)]) == 0
+    """The aggregate report of the finished runs, by the report command itself (its error,
+    if any, printed as `storm-wm report` prints it)."""
+    parser = argparse.ArgumentParser(prog="storm-wm")
+    report.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["report", *(str(run_dir) for run_dir in run_dirs), "--out", str(out)])
+    try:
+        return report.run(args) == 0
+    except StormError as error:
+        print(f"storm-wm report: error: {error}", file=sys.stderr)
+        return False
 
 
 def _raise_interrupt(signum, frame) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 from storm_wm.envs.atari import LIFE_LOSS_RULES, PROTOCOLS, make_atari_env
 from storm_wm.envs.catalog import GameSpec, resolve_game
 from storm_wm.envs.gym_pixels import make_gym_pixel_env
-from storm_wm.envs.toy import CatchEnv
+from storm_wm.envs.toy import LEFT, RIGHT, STAY, CatchEnv
 from storm_wm.errors import StormError
 
 
@@ -77,3 +77,15 @@ def make_env(
     else:
         raise StormError(f"unknown game kind {spec.kind!r}; use atari, toy or gym")
     return SeedFirstReset(env, seed)
+
+
+def action_meanings(env: gym.Env) -> list[str]:
+    """The game's name for each action: the ALE's (NOOP, FIRE, UPRIGHT, ...) for Atari games,
+    toy:catch's three moves, and the bare numbers for any other game."""
+    unwrapped = env.unwrapped
+    if hasattr(unwrapped, "get_action_meanings"):
+        return list(unwrapped.get_action_meanings())
+    if isinstance(unwrapped, CatchEnv):
+        names = {STAY: "NOOP", LEFT: "LEFT", RIGHT: "RIGHT"}
+        return [names[index] for index in range(len(names))]
+    return [str(index) for index in range(int(env.action_space.n))]

@@ -2,23 +2,7 @@
 
 from __future__ import annotations
 
-import gymnasium
-
-from storm_wm.envs.toy import LEFT, RIGHT, STAY, CatchEnv
-
 FIRE = "FIRE"
-
-
-def action_meanings(env: gymnasium.Env) -> list[str]:
-    """The game's name for each action: the ALE's (NOOP, FIRE, UPRIGHT, ...) for Atari games,
-    toy:catch's three moves, and the bare numbers for any other game."""
-    unwrapped = env.unwrapped
-    if hasattr(unwrapped, "get_action_meanings"):
-        return list(unwrapped.get_action_meanings())
-    if isinstance(unwrapped, CatchEnv):
-        names = {STAY: "NOOP", LEFT: "LEFT", RIGHT: "RIGHT"}
-        return [names[index] for index in range(len(names))]
-    return [str(index) for index in range(int(env.action_space.n))]
 
 
 def action_for(held: set[str], meanings: list[str], chosen_number: int | None = None) -> int:

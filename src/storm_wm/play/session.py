@@ -10,9 +10,9 @@ import torch
 from storm_wm.acting import Policy
 from storm_wm.config import Config
 from storm_wm.device import resolve_precision
-from storm_wm.envs import make_env, resolve_game
+from storm_wm.envs import action_meanings, make_env, resolve_game
+from storm_wm.persistence.agent import load_models
 from storm_wm.play.app import PlayApp
-from storm_wm.play.keys import action_meanings
 from storm_wm.play.worlds import DreamAgent, DreamWorld, RealAgent, RealWorld
 
 ATARI_FPS = 15.0
@@ -34,8 +34,6 @@ def build_session(
 ) -> PlayApp:
     """The window for `storm-wm play`. The checkpoint is loaded only when the model is needed
     (a dream, or the agent), so a person can play the real game of any run directory."""
-    from storm_wm.evaluation import load_models
-
     config = Config.load(run_dir / "config.json")
     spec = resolve_game(config.env.game)
     env = make_env(

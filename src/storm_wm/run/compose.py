@@ -22,6 +22,8 @@ from storm_wm.device import (
 from storm_wm.envs import make_env, resolve_game
 from storm_wm.errors import StormError
 from storm_wm.hints import command
+from storm_wm.logs.metrics import Logger, MetricAccumulator
+from storm_wm.models.agent import build_models
 from storm_wm.persistence.checkpoint import (
     checkpoint_path,
     prune_checkpoints,
@@ -37,15 +39,14 @@ from storm_wm.persistence.resume import (
     record_resume,
     select_checkpoint,
 )
-from storm_wm.persistence.snapshot import Components, capture, restore
 from storm_wm.persistence.writer import CheckpointWriter, host_copy
 from storm_wm.replay import ReplayBuffer
 from storm_wm.run.estimate import announce_workload
 from storm_wm.run.signals import StopSignals
+from storm_wm.run.state import Components, capture, restore
 from storm_wm.training.determinism import deterministic_algorithms
-from storm_wm.training.logger import Logger, MetricAccumulator
 from storm_wm.training.loop import LoopState, train_loop
-from storm_wm.training.trainer import Trainer, build_models
+from storm_wm.training.trainer import Trainer
 from storm_wm.visualize.training import log_world_model_diagnostics
 
 

@@ -20,10 +20,11 @@ import gymnasium
 import numpy as np
 import torch
 
-from storm_wm.benchmark.flops import count_flops
 from storm_wm.config import Config
+from storm_wm.measure.flops import count_flops
+from storm_wm.models.agent import build_models
 from storm_wm.replay import ReplayBuffer
-from storm_wm.training.trainer import Trainer, build_models
+from storm_wm.training.trainer import Trainer
 
 QUICK_SECONDS = 1800.0
 """Runs estimated below this (on a generous CPU) start without a word."""

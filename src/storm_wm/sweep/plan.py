@@ -18,6 +18,7 @@ from storm_wm.envs import resolve_game
 from storm_wm.errors import StormError
 from storm_wm.games import ATARI_100K_GAMES
 from storm_wm.hints import command
+from storm_wm.options import add_train_options, config_from_args
 
 ATARI_26 = "atari26"
 """The --games keyword for the 26 games of the Atari 100k benchmark."""
@@ -110,19 +111,17 @@ def check_train_options(options: list[str]) -> None:
 
 def train_config(arguments: list[str]) -> tuple[Config, argparse.Namespace]:
     """The config `storm-wm train ARGUMENTS` would build, by train's own parser and rules."""
-    from storm_wm.commands import train as train_command
-
-    parser = argparse.ArgumentParser(prog="storm-wm")
-    train_command.add_parser(parser.add_subparsers(dest="command"))
+    parser = argparse.ArgumentParser(prog="storm-wm train", allow_abbrev=False)
+    add_train_options(parser)
     try:
-        parsed, extra = parser.parse_known_args(["train", *arguments])
+        parsed, extra = parser.parse_known_args(arguments)
     except SystemExit:
         raise StormError(
             "storm-wm train refuses these options (its message is above); "
             f"see `{command('train', '--help')}`"
         ) from None
     parsed.overrides = extra
-    return train_command.config_from_args(parsed), parsed
+    return config_from_args(parsed), parsed
 
 
 def run_dir_name(game: str, seed: int) -> str:

@@ -18,8 +18,8 @@ from storm_wm.acting import Policy
 from storm_wm.config import Config
 from storm_wm.errors import StormError
 from storm_wm.hints import command
+from storm_wm.logs.metrics import Logger, MetricAccumulator
 from storm_wm.replay import ReplayBuffer
-from storm_wm.training.logger import Logger, MetricAccumulator
 from storm_wm.training.progress import PhaseClock
 from storm_wm.training.trainer import Trainer
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
 from storm_wm.config import Config
 from storm_wm.device import autocast
 from storm_wm.imagination import CompiledImagination, ImaginedRollout, imagine
-from storm_wm.models import ActorCritic, WorldModel
+from storm_wm.models.agent import Models
 from storm_wm.replay import ReplayBuffer
 from storm_wm.training.nonfinite import (
     NonfiniteCounters,
@@ -18,21 +16,6 @@ from storm_wm.training.nonfinite import (
     apply_if_finite,
     keep_where_finite,
 )
-
-
-@dataclass
-class Models:
-    world_model: WorldModel
-    actor_critic: ActorCritic
-
-
-def build_models(config: Config, num_actions: int, device: torch.device) -> Models:
-    world_model = WorldModel(config.world_model, num_actions, config.env.image_size)
-    state_size = config.world_model.latent_size + config.world_model.hidden
-    actor_critic = ActorCritic(config.agent, state_size, num_actions)
-    world_model.to(device).eval()
-    actor_critic.to(device).eval()
-    return Models(world_model, actor_critic)
 
 
 def _snapshot_buffers(module: torch.nn.Module) -> list[torch.Tensor]:

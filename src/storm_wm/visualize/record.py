@@ -11,10 +11,9 @@ import torch
 
 from storm_wm.acting import Policy
 from storm_wm.device import autocast, resolve_precision
-from storm_wm.envs import make_env, resolve_game
+from storm_wm.envs import action_meanings, make_env, resolve_game
 from storm_wm.errors import StormError
-from storm_wm.evaluation import load_models
-from storm_wm.play.keys import action_meanings
+from storm_wm.persistence.agent import load_models
 from storm_wm.visualize.compose import compose_dream
 from storm_wm.visualize.dream import DreamRollout, dream_rollout
 from storm_wm.visualize.video import check_video_path, write_video

@@ -12,7 +12,7 @@ from PIL import Image
 from storm_wm.errors import StormError
 
 if TYPE_CHECKING:
-    from storm_wm.training.events import EventWriter
+    from storm_wm.logs.events import EventWriter
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 

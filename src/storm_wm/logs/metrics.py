@@ -17,7 +17,7 @@ import torch
 from storm_wm.atomic import write_text_atomically
 from storm_wm.errors import StormError
 from storm_wm.hints import command
-from storm_wm.training.events import EventWriter
+from storm_wm.logs.events import EventWriter
 
 
 class MetricAccumulator:

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from storm_wm.benchmark.timing import timed
 from storm_wm.device import cpu_has_fast_bf16
 from storm_wm.errors import StormError
+from storm_wm.measure.timing import timed
 
 
 @dataclass(frozen=True)

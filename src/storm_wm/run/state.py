@@ -19,13 +19,14 @@ import numpy as np
 from storm_wm.acting import Policy
 from storm_wm.config import Config
 from storm_wm.errors import StormError
+from storm_wm.logs.metrics import MetricAccumulator
+from storm_wm.models.agent import Models
 from storm_wm.persistence.env_state import capture_env_state, restore_env_state
 from storm_wm.persistence.replay_store import ReplayStore
 from storm_wm.persistence.rng_state import capture_rng_state, restore_rng_state
 from storm_wm.replay import ReplayBuffer
-from storm_wm.training.logger import MetricAccumulator
 from storm_wm.training.loop import LoopState
-from storm_wm.training.trainer import Models, Trainer
+from storm_wm.training.trainer import Trainer
 
 
 @dataclass
