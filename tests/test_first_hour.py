@@ -88,7 +88,7 @@ def test_version_and_the_config_listing() -> None:
     assert list(rows) == field_names()  # every field, in declaration order
     assert rows["train.steps"]["value"] == 2_800 and rows["train.steps"]["type"] == "int"
     assert rows["world_model.channels"]["value"] == [8, 16, 16, 16]
-    # The docstring under the field in config.py, word for word.
+    # The meaning declared with the field in config.py, word for word.
     assert rows["train.checkpoint_keep"]["doc"].startswith("Newest checkpoints kept")
     assert [name for name, row in rows.items() if not row["doc"]] == []  # each has a meaning
     text = storm_wm("config").stdout

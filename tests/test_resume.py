@@ -24,7 +24,7 @@ import pytest
 import torch
 
 from storm_wm import atomic, cli
-from storm_wm.config import build_config
+from storm_wm.config import build_config, with_overrides
 from storm_wm.errors import StormError
 from storm_wm.persistence.checkpoint import (
     find_checkpoint,
@@ -32,7 +32,7 @@ from storm_wm.persistence.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from storm_wm.persistence.resume import apply_overrides, check_resume_config
+from storm_wm.persistence.resume import check_resume_config
 from storm_wm.run import compose as run
 
 STEPS = 120
@@ -256,7 +256,7 @@ def test_resume_with_a_different_config_names_the_fields(reference: Path, capsys
     assert "already at step 120, past --steps 100" in one_line_error(capsys)
     assert tree_digest(reference) == before
     saved = build_config("toy+tiny", SCHEDULE)
-    check_resume_config(saved, apply_overrides(saved, {"train.steps": "500"}), reference)
+    check_resume_config(saved, with_overrides(saved, {"train.steps": "500"}), reference)
 
 
 def rewrite_newest(run_dir: Path, change) -> None:

@@ -26,9 +26,8 @@ import numpy as np
 import pytest
 import torch
 
-from storm_wm.config import build_config
+from storm_wm.config import build_config, with_overrides
 from storm_wm.persistence.checkpoint import find_checkpoint, list_checkpoints, load_checkpoint
-from storm_wm.persistence.resume import apply_overrides
 from storm_wm.run import compose as run
 
 GAME = "Breakout"  # lives, game over within the debug preset's 800-frame cap, sticky paddle
@@ -180,6 +179,6 @@ def test_resume_on_atari_ends_exactly_as_the_run_left_alone(
         )  # fmt: skip
         assert result.returncode == 0, result.stderr[-2000:]
     else:
-        resumed = apply_overrides(run.load_run_config(run_dir), once)
+        resumed = with_overrides(run.load_run_config(run_dir), once)
         run.train(resumed, run_dir, show_progress=False, resume=True)
     assert_ends_as_the_reference(run_dir, reference_dir)

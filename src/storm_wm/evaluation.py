@@ -25,7 +25,7 @@ from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import gymnasium
 import numpy as np
@@ -34,7 +34,7 @@ import torch
 from storm_wm.acting import Policy
 from storm_wm.analysis.scores import human_normalized
 from storm_wm.atomic import write_text_atomically
-from storm_wm.config import Config
+from storm_wm.config import Bookkeeping, Config, Protocol
 from storm_wm.device import autocast, resolve_precision
 from storm_wm.diagnostics import HORIZONS, WindowReservoir, open_loop_errors
 from storm_wm.envs import make_env, resolve_game
@@ -43,7 +43,6 @@ from storm_wm.errors import StormError
 from storm_wm.persistence.agent import load_models
 from storm_wm.writable import check_writable
 
-BOOKKEEPINGS = ("whole", "released")
 RELEASED_ENVS = 5
 """Parallel environments of the authors' eval script."""
 MAX_DEFAULT_ENVS = 16
@@ -88,7 +87,7 @@ def play_pool(
     episodes: int,
     seed_of: Callable[[int], int],
     *,
-    bookkeeping: str = "whole",
+    bookkeeping: Bookkeeping = "whole",
     reservoir: WindowReservoir | None = None,
     finished: Episodes | None = None,
     on_episode: Callable[[Episodes], None] | None = None,
@@ -106,8 +105,9 @@ def play_pool(
     Ctrl-C still has them. Every step also goes to `reservoir`, with the replay's end flag
     (episode end or life lost), which is what the world model learned.
     """
-    if bookkeeping not in BOOKKEEPINGS:
-        raise StormError(f"bookkeeping must be one of {', '.join(BOOKKEEPINGS)}: {bookkeeping!r}")
+    if bookkeeping not in get_args(Bookkeeping):
+        allowed = ", ".join(get_args(Bookkeeping))
+        raise StormError(f"bookkeeping must be one of {allowed}: {bookkeeping!r}")
     finished = Episodes() if finished is None else finished
     released = bookkeeping == "released"
     count = len(envs)
@@ -214,14 +214,14 @@ def evaluate(
     run_dir: Path,
     episodes: int | None = None,
     *,
-    protocol: str | None = None,
+    protocol: Protocol | None = None,
     greedy: bool = False,
     step: int | None = None,
     device: str = "auto",
     seed: int | None = None,
     diagnostic_windows: int = 256,
     envs: int | None = None,
-    bookkeeping: str | None = None,
+    bookkeeping: Bookkeeping | None = None,
     out: Path | None = None,
     on_episode: Callable[[Episodes], None] | None = None,
 ) -> dict[str, Any]:
@@ -241,8 +241,8 @@ def evaluate(
         raise StormError(f"--envs must be positive, got {envs}")
     if diagnostic_windows < 0:
         raise StormError(f"--diagnostic-windows must be 0 or more, got {diagnostic_windows}")
-    if bookkeeping is not None and bookkeeping not in BOOKKEEPINGS:
-        raise StormError(f"--bookkeeping must be one of {', '.join(BOOKKEEPINGS)}")
+    if bookkeeping is not None and bookkeeping not in get_args(Bookkeeping):
+        raise StormError(f"--bookkeeping must be one of {', '.join(get_args(Bookkeeping))}")
     out = Path(out) if out is not None else run_dir / "eval.json"
     check_writable(out)  # before minutes of play, not after
     started = time.perf_counter()

@@ -1,6 +1,7 @@
-"""`storm-wm train`'s command-line options, and the config a command line asks for.
+"""Command-line options that choose a config, declared once for every command that builds one,
+and the config a `train` command line asks for.
 
-`sweep` checks each of its runs' options with the same parser and rules, so a sweep refuses
+`sweep` checks each of its runs' options with train's own parser and rules, so a sweep refuses
 what `train` would refuse before any run starts.
 """
 
@@ -8,20 +9,55 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import get_args
 
-from storm_wm.config import PRESETS, Config, build_config, parse_overrides
+from storm_wm.config import (
+    DEFAULT_PRESET,
+    PRESETS,
+    Config,
+    PrecisionName,
+    Protocol,
+    build_config,
+    parse_overrides,
+    with_overrides,
+)
 
 OWN_RUN = Path("<the run of this command line>")
 """`--resume` given without a directory."""
 
 
-class _Given(argparse.Action):
-    """Stores the value and remembers that it was given: a resumed run takes the others from
-    its saved config, not from the parser's defaults."""
+def add_config_options(
+    parser: argparse.ArgumentParser, *, seed: bool = False, device: bool = False
+) -> None:
+    """--preset, then with `seed` --seed and with `device` --device and --precision. Each is None
+    when not given: the preset's value (a resumed run's own value, when resuming)."""
+    presets = ", ".join(PRESETS)
+    parser.add_argument(
+        "--preset", help=f"one of {presets}; stack with + (default: {DEFAULT_PRESET})"
+    )
+    if seed:
+        parser.add_argument("--seed", type=int)
+    if device:
+        parser.add_argument(
+            "--device", help="auto (the default: cuda, then mps, then cpu), cpu, cuda or mps"
+        )
+        precisions = ", ".join(get_args(PrecisionName))
+        parser.add_argument(
+            "--precision", help=f"{precisions} (auto, the default: bf16 on CUDA, else fp32)"
+        )
 
-    def __call__(self, parser, namespace, values, option_string=None) -> None:
-        setattr(namespace, self.dest, values)
-        namespace.given = {*getattr(namespace, "given", ()), self.dest}
+
+def preset_of(args: argparse.Namespace) -> str:
+    return args.preset or DEFAULT_PRESET
+
+
+def config_overrides(args: argparse.Namespace) -> dict[str, str]:
+    """The dotted overrides (`--agent.gamma 0.99`) and the seed, device and precision given."""
+    given = {name: getattr(args, name, None) for name in ("seed", "device", "precision")}
+    return {
+        **parse_overrides(args.overrides),
+        **{name: value for name, value in given.items() if value is not None},
+    }
 
 
 def add_train_options(parser: argparse.ArgumentParser) -> None:
@@ -29,11 +65,7 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--game", default=None, help="Atari name (Pong, MsPacman, ...), toy:catch or gym:<id>"
     )
-    parser.add_argument("--seed", type=int, default=1, action=_Given)
-    parser.add_argument(
-        "--preset", default="atari100k", action=_Given,
-        help=f"one of {', '.join(PRESETS)}; stack with +",
-    )  # fmt: skip
+    add_config_options(parser, seed=True, device=True)
     parser.add_argument(
         "--steps", type=int, default=None, help="environment steps (default: the preset's)"
     )
@@ -52,38 +84,29 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         help="deterministic algorithms only: an interrupted and resumed run ends with the same "
         "weights as one left alone (bit for bit on CPU)",
     )  # fmt: skip
-    parser.add_argument("--device", default="auto", action=_Given, help="auto, cpu, cuda or mps")
-    parser.add_argument("--precision", default="auto", action=_Given, help="auto, bf16 or fp32")
-    parser.add_argument("--protocol", default=None, choices=("storm", "standard"))
+    parser.add_argument("--protocol", default=None, choices=get_args(Protocol))
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def explicit_overrides(args: argparse.Namespace, given_only: bool = False) -> dict:
-    """The config changes this command line asks for, as dotted overrides.
-
-    With `given_only`, options left at their defaults (--seed, --device, --precision) are not
-    included: resuming takes them from the run's saved config.
-    """
-    overrides: dict = parse_overrides(args.overrides)
-    given = getattr(args, "given", set())
+def train_overrides(args: argparse.Namespace) -> dict:
+    """The config changes a `train` command line asks for, as dotted overrides: only what it
+    gives, so that a resumed run keeps its own seed, device and precision otherwise."""
     named = {
         "env.game": args.game, "env.protocol": args.protocol, "train.steps": args.steps,
         "train.deterministic": True if args.deterministic else None,
     }  # fmt: skip
-    for name in ("seed", "device", "precision"):
-        named[name] = getattr(args, name) if name in given or not given_only else None
-    overrides.update({name: value for name, value in named.items() if value is not None})
-    return overrides
+    return {
+        **config_overrides(args),
+        **{name: value for name, value in named.items() if value is not None},
+    }
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
-    return build_config(args.preset, explicit_overrides(args))
+    return build_config(preset_of(args), train_overrides(args))
 
 
 def resumed_config(args: argparse.Namespace, saved: Config) -> Config:
     """The saved config with this command line's options on top (checked against it later)."""
-    from storm_wm.persistence.resume import apply_overrides
-
-    if "preset" in getattr(args, "given", set()) and args.preset != saved.preset:
+    if args.preset is not None and args.preset != saved.preset:
         return config_from_args(args)  # every field the other preset changes will be named
-    return apply_overrides(saved, explicit_overrides(args, given_only=True))
+    return with_overrides(saved, train_overrides(args))

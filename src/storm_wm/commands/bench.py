@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from storm_wm.config import PRESETS, build_config, parse_overrides
+from storm_wm.config import Config, build_config
 from storm_wm.errors import StormError
+from storm_wm.options import add_config_options, config_overrides, preset_of
 
 if TYPE_CHECKING:
     from storm_wm.benchmark.end_to_end import LoopSettings
@@ -29,13 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "config field can be overridden with a dotted option, e.g. --agent.imagination_batch 256.",
         allow_abbrev=False,
     )
-    parser.add_argument(
-        "--preset", default="atari100k", help=f"one of {', '.join(PRESETS)}; stack with +"
-    )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    parser.add_argument(
-        "--precision", default="auto", help="auto (bf16 where native, else fp32), bf16 or fp32"
-    )
+    add_config_options(parser, device=True)
     parser.add_argument(
         "--repeats", type=int, default=5, help="timed repetitions (median; default 5)"
     )
@@ -93,11 +88,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run, accepts_overrides=True)
 
 
-def _command_line(args: argparse.Namespace) -> str:
+def _command_line(args: argparse.Namespace, config: Config) -> str:
     """The command that reproduces this run, every option spelled out."""
     words = [
-        "storm-wm", "bench", "--preset", args.preset, "--device", args.device,
-        "--precision", args.precision, "--repeats", str(args.repeats),
+        "storm-wm", "bench", "--preset", config.preset, "--device", config.device,
+        "--precision", config.precision, "--repeats", str(args.repeats),
         "--warmup", str(args.warmup),
         *(["--threads", str(args.threads)] if args.threads is not None else []),
         *(["--profile", "--profile-steps", str(args.profile_steps)] if args.profile else []),
@@ -168,12 +163,9 @@ def run(args: argparse.Namespace) -> int:
         raise StormError(
             f"--json {args.json}: directory {args.json.parent} does not exist; create it first"
         )
-    overrides = {
-        **parse_overrides(args.overrides),
-        "device": args.device,
-        "precision": args.precision,
-    }
-    config = build_config(args.preset, overrides)
+    config = build_config(preset_of(args), config_overrides(args))
+    # The concurrent runs rebuild this config: from the preset and these, device included.
+    overrides = {**config_overrides(args), "device": config.device, "precision": config.precision}
     device = resolve_device(config.device)
     precision = choose_precision(config.precision, device)
     loop = loop_settings(args, device)  # refuses bad loop options before anything is printed
@@ -189,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
     result = run_benchmark(
         config, device, dtype, repeats=args.repeats, warmup=args.warmup,
         profile_steps=args.profile_steps if args.profile else 0,
-        command=_command_line(args), log=_log, loop=loop, overrides=overrides,
+        command=_command_line(args, config), log=_log, loop=loop, overrides=overrides,
         on_figures=write_json,
     )  # fmt: skip
     print(format_table(result))

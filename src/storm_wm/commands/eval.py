@@ -7,8 +7,9 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, get_args
 
+from storm_wm.config import Bookkeeping, Protocol
 from storm_wm.errors import StormError
 
 
@@ -32,12 +33,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "(default: 5 with --bookkeeping released, else up to 16)",
     )  # fmt: skip
     parser.add_argument(
-        "--bookkeeping", choices=("whole", "released"), default=None,
+        "--bookkeeping", choices=get_args(Bookkeeping), default=None,
         help="whole: every episode played to its end, every reward counted (unbiased); "
         "released: the authors' eval script, the first episodes to finish kept and each final "
         "reward carried into the env's next episode (default: the run's train.eval_bookkeeping)",
     )  # fmt: skip
-    parser.add_argument("--protocol", choices=("storm", "standard"), default=None,
+    parser.add_argument("--protocol", choices=get_args(Protocol), default=None,
                         help="default: the protocol the run trained with")  # fmt: skip
     parser.add_argument("--greedy", action="store_true", help="argmax actions instead of sampling")
     parser.add_argument(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from storm_wm.config import PRESETS, build_config
+from storm_wm.config import build_config
+from storm_wm.options import add_config_options, preset_of
 
 
 def parameter_counts(config, num_actions: int) -> dict[str, int]:
@@ -40,7 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Print the parameter count of every component for a game's action count.",
     )  # fmt: skip
     parser.add_argument("--game", default=None)
-    parser.add_argument("--preset", default="atari100k", help=f"one of {', '.join(PRESETS)}")
+    add_config_options(parser)
     parser.add_argument("--actions", type=int, default=None, help="override the action count")
     parser.add_argument("--json", action="store_true", help="print a JSON object")
     parser.set_defaults(func=run)
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from storm_wm.envs import make_env, resolve_game
 
     overrides = {"env.game": args.game} if args.game else {}
-    config = build_config(args.preset, overrides)
+    config = build_config(preset_of(args), overrides)
     spec = resolve_game(config.env.game)
     num_actions = args.actions
     if num_actions is None:

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from storm_wm.commands import report
-from storm_wm.config import PRESETS
 from storm_wm.errors import StormError
+from storm_wm.options import add_config_options, preset_of
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -30,9 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="atari26 (the Atari 100k benchmark) or a list: Pong,Boxing,toy:catch",
     )
     parser.add_argument("--seeds", default="1-5", help="e.g. 1-5 or 1,3,7 (default: 1-5)")
-    parser.add_argument(
-        "--preset", default="atari100k", help=f"one of {', '.join(PRESETS)}; stack with +"
-    )
+    add_config_options(parser)
     parser.add_argument(
         "--steps", type=int, default=None, help="environment steps per run (default: the preset's)"
     )
@@ -154,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
 
     _check_arguments(args)
     plan = plan_sweep(
-        games_text=args.games, seeds_text=args.seeds, preset=args.preset, steps=args.steps,
+        games_text=args.games, seeds_text=args.seeds, preset=preset_of(args), steps=args.steps,
         eval_episodes=args.eval_episodes, train_options=list(args.overrides), sweep_dir=args.out,
     )  # fmt: skip
     display = ProgressDisplay()

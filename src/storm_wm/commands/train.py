@@ -30,12 +30,8 @@ def start_arguments(args: argparse.Namespace, run_dir: Path) -> list[str]:
     """The `train` arguments that start `run_dir` with this command line's options (a game
     placeholder when none was given: followed as printed, the hint must not start a paper-sized
     Pong run nobody asked for)."""
-    given = getattr(args, "given", set())
     arguments = ["train", "--game", args.game or "GAME"]
-    for name in ("preset", "seed", "device", "precision"):
-        if name in given:
-            arguments += [f"--{name}", str(getattr(args, name))]
-    for name in ("steps", "protocol"):
+    for name in ("preset", "seed", "device", "precision", "steps", "protocol"):
         if getattr(args, name) is not None:
             arguments += [f"--{name}", str(getattr(args, name))]
     if args.deterministic:

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, SupportsFloat
+from typing import Any, SupportsFloat, get_args
 
 import ale_py
 import cv2
 import gymnasium as gym
 import numpy as np
 from ale_py.registration import rom_id_to_name
+
+from storm_wm.config import LifeLossRule, Protocol
 
 gym.register_envs(ale_py)
 
@@ -43,7 +45,7 @@ class AtariProtocol:
     """Reset plays a uniform 1..noop_max NOOP frames; 0 turns no-op starts off."""
 
 
-PROTOCOLS: dict[str, AtariProtocol] = {
+PROTOCOLS: dict[Protocol, AtariProtocol] = {
     # What the STORM authors ran: the v5 default sticky actions and no no-op starts.
     "storm": AtariProtocol(repeat_action_probability=0.25, noop_max=0),
     # IRIS, DIAMOND and DreamerV3's atari100k config: deterministic ALE, random no-op starts.
@@ -162,10 +164,6 @@ class AtariFrameSkip(gym.Wrapper):
         return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
 
 
-LIFE_LOSS_RULES = ("every", "released")
-"""How LifeLossInfo reads the ALE's life counter (config field env.life_loss)."""
-
-
 class LifeLossInfo(gym.Wrapper):
     """Set ``info["life_loss"]`` on the steps where a life was lost, by one of two rules.
 
@@ -180,10 +178,12 @@ class LifeLossInfo(gym.Wrapper):
     (SPEC.md); the episode itself goes on until game over or the frame cap.
     """
 
-    def __init__(self, env: gym.Env, rule: str = "every") -> None:
+    def __init__(self, env: gym.Env, rule: LifeLossRule = "every") -> None:
         super().__init__(env)
-        if rule not in LIFE_LOSS_RULES:
-            raise ValueError(f"life-loss rule must be one of {LIFE_LOSS_RULES}, got {rule!r}")
+        if rule not in get_args(LifeLossRule):
+            raise ValueError(
+                f"life-loss rule must be one of {get_args(LifeLossRule)}, got {rule!r}"
+            )
         self.rule = rule
         self.lives = 0
         """Counter the next step is compared with: the previous step's (every) or the record."""
@@ -207,10 +207,10 @@ class LifeLossInfo(gym.Wrapper):
 def make_atari_env(
     game: str,
     *,
-    protocol: str,
+    protocol: Protocol,
     image_size: int,
     max_episode_frames: int,
-    life_loss: str = "every",
+    life_loss: LifeLossRule = "every",
 ) -> gym.Env:
     """Build ``ALE/<game>-v5`` with the given protocol's sticky actions (drawn by AtariFrameSkip)
     and no-op starts, and life-loss flags by the rule ``life_loss`` (see LifeLossInfo)."""

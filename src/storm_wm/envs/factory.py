@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import gymnasium as gym
 import numpy as np
 
-from storm_wm.envs.atari import LIFE_LOSS_RULES, PROTOCOLS, make_atari_env
+from storm_wm.config import LifeLossRule, Protocol
+from storm_wm.envs.atari import PROTOCOLS, make_atari_env
 from storm_wm.envs.catalog import GameSpec, resolve_game
 from storm_wm.envs.gym_pixels import make_gym_pixel_env
 from storm_wm.envs.toy import LEFT, RIGHT, STAY, CatchEnv
@@ -39,11 +40,11 @@ class SeedFirstReset(gym.Wrapper):
 def make_env(
     game: str | GameSpec,
     *,
-    protocol: str = "storm",
+    protocol: Protocol = "storm",
     seed: int | None = None,
     image_size: int = 64,
     max_episode_frames: int = 108_000,
-    life_loss: str = "every",
+    life_loss: LifeLossRule = "every",
 ) -> gym.Env:
     """Build a game whose observations are uint8 (image_size, image_size, 3) RGB frames.
 
@@ -55,9 +56,9 @@ def make_env(
     """
     if protocol not in PROTOCOLS:
         raise StormError(f"unknown protocol {protocol!r}; use one of: {', '.join(PROTOCOLS)}")
-    if life_loss not in LIFE_LOSS_RULES:
+    if life_loss not in get_args(LifeLossRule):
         raise StormError(
-            f"unknown life-loss rule {life_loss!r}; use one of: {', '.join(LIFE_LOSS_RULES)}"
+            f"unknown life-loss rule {life_loss!r}; use one of: {', '.join(get_args(LifeLossRule))}"
         )
     if image_size < 1:
         raise StormError(f"image size must be a positive number of pixels, got {image_size}")

@@ -11,32 +11,24 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from storm_wm.config import Config
+from storm_wm.config import Config, settings
 from storm_wm.envs import resolve_game
 from storm_wm.errors import StormError
 
-ARCHITECTURE_FIELDS: tuple[str, ...] = (
-    "env.game", "env.image_size",
-    "world_model.channels", "world_model.categoricals", "world_model.classes",
-    "world_model.hidden", "world_model.layers", "world_model.heads", "world_model.feedforward",
-    "world_model.max_length", "world_model.head_hidden", "world_model.bins",
-    "agent.hidden", "agent.bins",
-)  # fmt: skip
-"""Fields that shape the weights (or what they mean): they must match to evaluate a checkpoint."""
+ARCHITECTURE_FIELDS: tuple[str, ...] = tuple(s.name for s in settings() if s.shapes_weights)
+"""Fields that shape the weights (or what they mean): they must match to evaluate a checkpoint
+(declared `shapes_weights` in config.py)."""
 
-RESUMABLE_FIELDS: tuple[str, ...] = (
-    "train.steps",
-    "device", "precision", "train.replay_on_device", "train.compile", "train.async_checkpoints",
-    "train.checkpoint_every", "train.checkpoint_keep", "train.log_every",
-    "train.diagnostics_every", "train.video_every",
-)  # fmt: skip
-"""Fields a resumed run may change: the step budget, and bookkeeping that leaves the experiment
-as it is: where and how fast it computes (device, precision, replay placement, compilation) and
-how often it saves and logs (after a disk-full stop, `--train.checkpoint_keep 1` is the fix).
-With another device or precision the run continues the same experiment, but no longer bit for
-bit as one left alone."""
+RESUMABLE_FIELDS: tuple[str, ...] = tuple(
+    sorted((s.name for s in settings() if s.on_resume != "fixed"), key=lambda name: "." in name)
+)
+"""Fields a resumed run may change (declared with an `on_resume` in config.py), the top-level
+ones first: the step budget, and bookkeeping that leaves the experiment as it is: where and how
+fast it computes (device, precision, replay placement, compilation) and how often it saves and
+logs (after a disk-full stop, `--train.checkpoint_keep 1` is the fix). With another device or
+precision the run continues the same experiment, but no longer bit for bit as one left alone."""
 
-KEPT_ON_RESUME: tuple[str, ...] = ("train.steps", "train.checkpoint_keep")
+KEPT_ON_RESUME: tuple[str, ...] = tuple(s.name for s in settings() if s.on_resume == "kept")
 """The resumable fields a resume changes for good: config.json is updated, so later resumes
 (a plain `make train`) keep them. The step budget is the run's length, and after a disk-full
 stop `--train.checkpoint_keep 1` must not be undone by the next resume. Every other resumable

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from storm_wm.atomic import remove_temporary_files, write_text_atomically
-from storm_wm.config import Config, from_dict, unknown_field
+from storm_wm.config import Config, with_overrides
 from storm_wm.envs import resolve_game
 from storm_wm.errors import StormError
 from storm_wm.hints import command
@@ -54,18 +54,6 @@ def load_run_config(run_dir: Path) -> Config:
     return Config.load(Path(run_dir) / "config.json")
 
 
-def apply_overrides(config: Config, overrides: dict[str, Any]) -> Config:
-    """`config` with dotted overrides ({"train.steps": "500"}) applied, typed and validated."""
-    data = config.to_dict()
-    for dotted, value in overrides.items():
-        section, _, key = dotted.partition(".")
-        target = data.get(section) if key else data
-        if not isinstance(target, dict) or (key or section) not in target:
-            raise unknown_field(dotted)
-        target[key or section] = value
-    return from_dict(data)
-
-
 RESUME_HISTORY = "resumes.jsonl"
 """RUN_DIR/resumes.jsonl: one JSON line per resume that changed a setting, saying which."""
 
@@ -87,10 +75,10 @@ def record_resume(run_dir: Path, saved: Config, requested: Config, step: int) ->
     }
     kept = {name: values for name, values in changed.items() if name in KEPT_ON_RESUME}
     once = {name: values for name, values in changed.items() if name not in KEPT_ON_RESUME}
-    updated = apply_overrides(saved, {name: new for name, (_, new) in kept.items()})
+    updated = with_overrides(saved, {name: new for name, (_, new) in kept.items()})
     game = resolve_game(saved.env.game).name  # "pong" in an older run's config.json: "Pong"
     if kept or game != saved.env.game:
-        updated = apply_overrides(updated, {"env.game": game})
+        updated = with_overrides(updated, {"env.game": game})
         updated.save(run_dir / "config.json")
     if changed:
         record = {

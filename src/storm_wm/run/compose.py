@@ -92,14 +92,6 @@ def run_lock(run_dir: Path):
     return directory_lock(run_dir, RUN_LOCK, refusal)
 
 
-def check_training_settings(config: Config) -> None:
-    """Checks the checkpoint settings validate() does not know about."""
-    if config.train.checkpoint_keep < 0:
-        raise StormError("train.checkpoint_keep must be 0 (keep all) or more")
-    if config.train.max_nonfinite_updates < 1:
-        raise StormError("train.max_nonfinite_updates must be at least 1")
-
-
 def save_training_checkpoint(
     run_dir: Path,
     config: Config,
@@ -165,7 +157,6 @@ def train(
     """
     # Everything that can be refused is checked before the run directory is created or
     # changed: a refused command leaves nothing behind that would block it once corrected.
-    check_training_settings(config)
     spec = resolve_game(config.env.game)
     # One name for one game everywhere (config.json, the progress bar): "pong" is "Pong".
     config = dataclasses.replace(config, env=dataclasses.replace(config.env, game=spec.name))

@@ -109,7 +109,7 @@ def check_train_options(options: list[str]) -> None:
             )
 
 
-def train_config(arguments: list[str]) -> tuple[Config, argparse.Namespace]:
+def train_config(arguments: list[str]) -> Config:
     """The config `storm-wm train ARGUMENTS` would build, by train's own parser and rules."""
     parser = argparse.ArgumentParser(prog="storm-wm train", allow_abbrev=False)
     add_train_options(parser)
@@ -121,7 +121,7 @@ def train_config(arguments: list[str]) -> tuple[Config, argparse.Namespace]:
             f"see `{command('train', '--help')}`"
         ) from None
     parsed.overrides = extra
-    return config_from_args(parsed), parsed
+    return config_from_args(parsed)
 
 
 def run_dir_name(game: str, seed: int) -> str:
@@ -161,7 +161,7 @@ def plan_sweep(
     shared = ["--preset", preset, *(["--steps", str(steps)] if steps is not None else [])]
     runs = []
     for game in games:
-        config, parsed = train_config(["--game", game, *shared, *train_options])
+        config = train_config(["--game", game, *shared, *train_options])
         episodes = eval_episodes or config.train.eval_episodes
         for seed in seeds:
             run_dir = sweep_dir / run_dir_name(game, seed)
@@ -170,7 +170,7 @@ def plan_sweep(
                 "--run-dir", str(run_dir), "--no-progress", *train_options,
             )  # fmt: skip
             eval_arguments = (
-                "eval", str(run_dir), "--episodes", str(episodes), "--device", parsed.device,
+                "eval", str(run_dir), "--episodes", str(episodes), "--device", config.device,
             )  # fmt: skip
             runs.append(RunSpec(game, seed, run_dir, train_arguments, eval_arguments,
                                 config.train.steps))  # fmt: skip
