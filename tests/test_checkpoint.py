@@ -289,13 +289,11 @@ def test_rng_states_survive_a_weights_only_checkpoint(tmp_path: Path) -> None:
 
 
 def test_policy_context_round_trip() -> None:
-    config = build_config("toy+tiny")
+    config = build_config("toy+tiny", {"train.act_context": 4})
     models = build_models(config, 3, torch.device("cpu"))
 
     def policy() -> Policy:
-        return Policy(models.world_model, models.actor_critic, 1, 3, context_length=4,
-                      device=torch.device("cpu"), dtype=torch.float32,
-                      rng=np.random.default_rng(0))  # fmt: skip
+        return Policy(models, config.train, 1, np.random.default_rng(0), dtype=torch.float32)
 
     original, copy = policy(), policy()
     frames = np.random.default_rng(0).integers(0, 256, (6, 1, 16, 16, 3), dtype=np.uint8)

@@ -148,14 +148,14 @@ def test_compiled_imagination_on_cuda_matches_eager_in_bf16():
 
 
 def test_compiled_acting_on_cuda_matches_eager_in_bf16():
-    config = build_config("toy", SMALL)
+    config = build_config("toy", {**SMALL, "train.act_context": 6})
     torch.manual_seed(4)
     models = build_models(config, 3, device())
 
     def policy(compile: bool) -> Policy:
         return Policy(
-            models.world_model, models.actor_critic, 16, 3, context_length=6, device=device(),
-            dtype=torch.bfloat16, rng=np.random.default_rng(0), compile=compile,
+            models, config.train, 16, np.random.default_rng(0), dtype=torch.bfloat16,
+            compile=compile,
         )  # fmt: skip
 
     eager, compiled = policy(False), policy(True)

@@ -209,13 +209,14 @@ def test_imagination_given_its_noise_is_the_rollout_it_draws_itself():
 
 def acting_policies(compiled: bool, act_on_posterior: bool = False):
     """An eager policy and one on the padded fixed-shape step, fed the same frames."""
-    _, models = tiny_models(1)
+    config, models = tiny_models(
+        1, **{"train.act_context": 5, "train.act_on_posterior": act_on_posterior}
+    )
 
     def policy(compile: bool) -> Policy:
         return Policy(
-            models.world_model, models.actor_critic, 4, 3, context_length=5,
-            device=torch.device("cpu"), dtype=torch.float32, rng=np.random.default_rng(0),
-            act_on_posterior=act_on_posterior, compile=compile,
+            models, config.train, 4, np.random.default_rng(0), dtype=torch.float32,
+            compile=compile,
         )  # fmt: skip
 
     eager, padded = policy(False), policy(True)

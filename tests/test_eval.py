@@ -61,10 +61,7 @@ def test_the_policy_context_holds_each_step_frame_not_copies_of_the_last():
     config = build_config("debug", {"env.game": "toy:catch"})
     models = build_models(config, 3, torch.device("cpu"))
     envs = [make_env("toy:catch") for _ in range(2)]
-    policy = Policy(
-        models.world_model, models.actor_critic, 2, 3, context_length=16,
-        device=torch.device("cpu"), dtype=torch.float32, rng=np.random.default_rng(0),
-    )  # fmt: skip
+    policy = Policy(models, config.train, 2, np.random.default_rng(0), dtype=torch.float32)
     reservoir = WindowReservoir(100, 19, 4, 2, np.random.default_rng(0))
     play_episodes(envs, policy, seed=0, reservoir=reservoir)
     for context in policy.frames:

@@ -262,7 +262,7 @@ def test_resume_with_a_different_config_names_the_fields(reference: Path, capsys
 def rewrite_newest(run_dir: Path, change) -> None:
     """Rewrites the newest checkpoint (valid checksum) after `change(payload)`."""
     step, path = list_checkpoints(run_dir)[-1]
-    state = load_checkpoint(path, check_run_config=False)
+    state = load_checkpoint(path)
     change(state)
     summary = {"game": state["game"], "num_actions": state["num_actions"], "replay_total": step}
     save_checkpoint(run_dir, step, state, summary)

@@ -40,8 +40,7 @@ def measure(preset: str, game: str, train_steps: int, checkpoints: int) -> dict[
     config = build_config(preset, {"env.game": game})
     every = config.train.checkpoint_every
     spec = resolve_game(game)
-    env = make_env(spec, protocol=config.env.protocol, seed=config.seed,
-                   image_size=config.env.image_size)  # fmt: skip
+    env = make_env(config.env, seed=config.seed)
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(dir=Path.cwd(), prefix=".checkpoint_cost_") as directory:
         run_dir = Path(directory)

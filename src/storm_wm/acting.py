@@ -8,54 +8,54 @@ import numpy as np
 import torch
 
 from storm_wm.compilation import CompiledFunction
+from storm_wm.config import TrainConfig
 from storm_wm.device import autocast
 from storm_wm.models import ActorCritic, WorldModel
+from storm_wm.models.agent import Models
 
 
 class Policy:
     """Chooses actions for N environments, each with its own episode context.
 
-    Each environment keeps its last `context_length` (frame, action) pairs of the current
+    Each environment keeps its last `settings.act_context` (frame, action) pairs of the current
     episode. As in the authors' code, the frame just observed joins the context only after the
     action is chosen: the policy acts on the model's prior sample for the current frame, which is
-    what it sees in imagination. With `act_on_posterior` it acts on the current frame's posterior
-    sample instead. With an empty context (the first step of an episode) the action is uniform.
+    what it sees in imagination. With `settings.act_on_posterior` it acts on the current frame's
+    posterior sample instead. With an empty context (the first step of an episode) the action
+    is uniform. The networks' device is the policy's; `dtype` is the autocast precision.
 
     With `compile`, the acting step runs through torch.compile as one fixed-shape graph
-    (`act_on_padded_context`): contexts are padded to `context_length`, and the sampling noise
+    (`act_on_padded_context`): contexts are padded to `act_context`, and the sampling noise
     is drawn eagerly, in the order and shapes the eager step draws it.
     """
 
     def __init__(
         self,
-        world_model: WorldModel,
-        actor_critic: ActorCritic,
+        models: Models,
+        settings: TrainConfig,
         num_envs: int,
-        num_actions: int,
-        *,
-        context_length: int,
-        device: torch.device,
-        dtype: torch.dtype,
         rng: np.random.Generator,
-        act_on_posterior: bool = False,
+        *,
+        dtype: torch.dtype,
         greedy: bool = False,
         compile: bool = False,
     ) -> None:
-        self.world_model = world_model
-        self.actor_critic = actor_critic
-        self.num_actions = num_actions
-        self.device = device
+        self.world_model, self.actor_critic = models.world_model, models.actor_critic
+        self.num_actions = self.world_model.num_actions
+        self.device = next(self.world_model.parameters()).device
         self.dtype = dtype
         self.rng = rng
-        self.act_on_posterior = act_on_posterior
+        self.act_on_posterior = settings.act_on_posterior
         self.greedy = greedy
+        self.context_length = context_length = settings.act_context
         self.frames: list[deque[np.ndarray]] = [
             deque(maxlen=context_length) for _ in range(num_envs)
         ]
         self.actions: list[deque[int]] = [deque(maxlen=context_length) for _ in range(num_envs)]
-        self.context_length = context_length
         self.compiled = (
-            CompiledFunction(act_on_padded_context, device, "the acting step") if compile else None
+            CompiledFunction(act_on_padded_context, self.device, "the acting step")
+            if compile
+            else None
         )
 
     def reset(self, env_index: int) -> None:

@@ -35,13 +35,12 @@ from storm_wm.acting import Policy
 from storm_wm.analysis.scores import human_normalized
 from storm_wm.atomic import write_text_atomically
 from storm_wm.config import Bookkeeping, Config, Protocol
-from storm_wm.device import autocast, resolve_precision
+from storm_wm.device import autocast
 from storm_wm.diagnostics import HORIZONS, WindowReservoir, open_loop_errors
 from storm_wm.envs import make_env, resolve_game
 from storm_wm.envs.catalog import GameSpec
 from storm_wm.errors import StormError
-from storm_wm.persistence.agent import load_models
-from storm_wm.writable import check_writable
+from storm_wm.persistence.agent import TrainedAgent
 
 RELEASED_ENVS = 5
 """Parallel environments of the authors' eval script."""
@@ -211,13 +210,11 @@ def _write(path: Path, result: dict[str, Any]) -> None:
 
 
 def evaluate(
-    run_dir: Path,
+    agent: TrainedAgent,
     episodes: int | None = None,
     *,
     protocol: Protocol | None = None,
     greedy: bool = False,
-    step: int | None = None,
-    device: str = "auto",
     seed: int | None = None,
     diagnostic_windows: int = 256,
     envs: int | None = None,
@@ -225,8 +222,8 @@ def evaluate(
     out: Path | None = None,
     on_episode: Callable[[Episodes], None] | None = None,
 ) -> dict[str, Any]:
-    """Plays `episodes` episodes (default: the run's train.eval_episodes) and writes `out`
-    (default RUN_DIR/eval.json).
+    """Plays `episodes` episodes (default: the run's train.eval_episodes) with a loaded agent and
+    writes `out` (default RUN_DIR/eval.json).
 
     Episode seeds come from the run's seed (`evaluation_seeds`); `seed` makes them seed,
     seed + 1, ... instead. At most `envs` environments play at once (default: 5 for the
@@ -243,10 +240,9 @@ def evaluate(
         raise StormError(f"--diagnostic-windows must be 0 or more, got {diagnostic_windows}")
     if bookkeeping is not None and bookkeeping not in get_args(Bookkeeping):
         raise StormError(f"--bookkeeping must be one of {', '.join(get_args(Bookkeeping))}")
+    config, checkpoint, run_dir = agent.config, agent.checkpoint, agent.run_dir
     out = Path(out) if out is not None else run_dir / "eval.json"
-    check_writable(out)  # before minutes of play, not after
     started = time.perf_counter()
-    config, models, checkpoint = load_models(run_dir, step, device)
     episodes = episodes or config.train.eval_episodes
     bookkeeping = bookkeeping or config.train.eval_bookkeeping
     if envs is None:
@@ -255,24 +251,15 @@ def evaluate(
         envs = min(envs, episodes)
     protocol = protocol or config.env.protocol
     spec = resolve_game(config.env.game)
-    device_ = next(models.world_model.parameters()).device
-    dtype = resolve_precision(config.precision, device_)
     seed_of = evaluation_seeds(config.seed, seed)
     policy_seed = seed
     if policy_seed is None:  # the sampled actions' stream, apart from the episodes' seeds
         policy_seed = int(np.random.SeedSequence([config.seed, EVAL_SEED_TAG]).generate_state(1)[0])
     torch.manual_seed(policy_seed)
-    environments = [
-        make_env(spec, protocol=protocol, image_size=config.env.image_size,
-                 max_episode_frames=config.env.max_episode_frames,
-                 life_loss=config.env.life_loss)
-        for _ in range(envs)
-    ]  # fmt: skip
-    num_actions = int(environments[0].action_space.n)
+    environments = [make_env(config.env, protocol=protocol) for _ in range(envs)]
+    models = agent.models_for(environments[0])
     policy = Policy(
-        models.world_model, models.actor_critic, envs, num_actions,
-        context_length=config.train.act_context, device=device_, dtype=dtype,
-        rng=np.random.default_rng(policy_seed), act_on_posterior=config.train.act_on_posterior,
+        models, config.train, envs, np.random.default_rng(policy_seed), dtype=agent.dtype,
         greedy=greedy,
     )  # fmt: skip
     context = config.agent.context_length
@@ -337,7 +324,7 @@ def evaluate(
     quality = None
     if reservoir is not None and reservoir.windows:
         try:
-            with autocast(device_, dtype):
+            with autocast(agent.device, agent.dtype):
                 quality = open_loop_errors(
                     models.world_model, **reservoir.tensors(), context=context
                 )

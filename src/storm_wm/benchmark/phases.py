@@ -92,17 +92,7 @@ class ActingStep:
         config = workload.config
         self.frames = workload.replay.frames
         self.rng = workload.rng
-        self.policy = Policy(
-            workload.models.world_model,
-            workload.models.actor_critic,
-            num_envs=1,
-            num_actions=workload.num_actions,
-            context_length=config.train.act_context,
-            device=workload.device,
-            dtype=workload.dtype,
-            rng=workload.rng,
-            act_on_posterior=config.train.act_on_posterior,
-        )
+        self.policy = Policy(workload.models, config.train, 1, workload.rng, dtype=workload.dtype)
         for _ in range(config.train.act_context):  # the context a long episode has
             self.policy.act(self._frame(), random=True)
 

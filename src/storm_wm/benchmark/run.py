@@ -160,10 +160,7 @@ def run_benchmark(
     date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    env = make_env(
-        config.env.game, protocol=config.env.protocol, seed=config.seed,
-        image_size=config.env.image_size, max_episode_frames=config.env.max_episode_frames,
-    )  # fmt: skip
+    env = make_env(config.env, seed=config.seed)
     num_actions = int(env.action_space.n)
     cpu = cpu_description()
     notes = _notes(device, dtype, cpu)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from storm_wm.errors import StormError
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -38,16 +36,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from storm_wm.persistence.agent import check_run_dir
     from storm_wm.visualize.record import make_dream_video
     from storm_wm.visualize.video import check_video_path
     from storm_wm.writable import check_writable
 
     out = args.out if args.out is not None else args.run_dir / "dream.mp4"
     check_video_path(out)
-    if not args.run_dir.is_dir():
-        raise StormError(
-            f"{args.run_dir} is not a directory; give the run directory written by train"
-        )
+    check_run_dir(args.run_dir)
     check_writable(out)  # before the episode is played and the video composed, not after
     video = make_dream_video(
         args.run_dir, out, steps=args.steps, context=args.context, skip=args.start,

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TextIO, get_args
 
 from storm_wm.config import Bookkeeping, Protocol
-from storm_wm.errors import StormError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -107,22 +106,19 @@ class Progress:
 
 
 def run(args: argparse.Namespace) -> int:
-    from storm_wm.config import Config
     from storm_wm.evaluation import EvaluationInterrupted, evaluate
+    from storm_wm.persistence.agent import check_run_dir, load_agent
+    from storm_wm.writable import check_writable
 
-    if not args.run_dir.is_dir():
-        raise StormError(
-            f"{args.run_dir} is not a directory; give the run directory written by train"
-        )
+    check_run_dir(args.run_dir)
     out = args.out if args.out is not None else args.run_dir / "eval.json"
-    requested = args.episodes
-    if requested is None:
-        requested = Config.load(args.run_dir / "config.json").train.eval_episodes
+    check_writable(out)  # before minutes of play, not after
+    agent = load_agent(args.run_dir, args.checkpoint, args.device)
+    requested = args.episodes or agent.config.train.eval_episodes
     progress = None if args.no_progress else Progress(sys.stderr, requested)
     try:
         result = evaluate(
-            args.run_dir, args.episodes, protocol=args.protocol, greedy=args.greedy,
-            step=args.checkpoint, device=args.device, seed=args.seed,
+            agent, args.episodes, protocol=args.protocol, greedy=args.greedy, seed=args.seed,
             diagnostic_windows=args.diagnostic_windows, envs=args.envs,
             bookkeeping=args.bookkeeping, out=out, on_episode=progress,
         )  # fmt: skip

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     spec = resolve_game(config.env.game)
     num_actions = args.actions
     if num_actions is None:
-        env = make_env(spec, protocol=config.env.protocol, image_size=config.env.image_size)
+        env = make_env(config.env)
         num_actions = int(env.action_space.n)
         env.close()
     counts = parameter_counts(config, num_actions)

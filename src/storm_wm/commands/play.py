@@ -36,12 +36,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from storm_wm.persistence.agent import check_run_dir
     from storm_wm.play.session import build_session
 
-    if not args.run_dir.is_dir():
-        raise StormError(
-            f"{args.run_dir} is not a directory; give the run directory written by train"
-        )
+    check_run_dir(args.run_dir)
     if args.scale < 1 or (args.fps is not None and args.fps <= 0):
         raise StormError("--scale and --fps must be positive")
     app = build_session(

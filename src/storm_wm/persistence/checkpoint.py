@@ -170,13 +170,8 @@ def _read_header(file, path: Path) -> dict[str, Any]:
     return header
 
 
-def load_checkpoint(path: Path, *, check_run_config: bool = True) -> dict[str, Any]:
-    """Verifies the checksum, then unpickles weights-only: tensors and plain containers only.
-
-    With `check_run_config`, a checkpoint inside `RUN_DIR/checkpoints` is also checked against
-    `RUN_DIR/config.json` (game, action count, architecture), so a file copied in from another
-    run is named as such instead of failing inside `load_state_dict`.
-    """
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Verifies the checksum, then unpickles weights-only: tensors and plain containers only."""
     path = Path(path)
     with _open(path) as file:
         header = _read_header(file, path)
@@ -205,34 +200,7 @@ def load_checkpoint(path: Path, *, check_run_config: bool = True) -> dict[str, A
         raise CorruptCheckpointError(f"cannot read checkpoint {path}: {reason}") from None
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
         raise CorruptCheckpointError(f"{path} does not hold a storm-wm training state")
-    if check_run_config:
-        _check_against_run_config(path, state)
     return state
-
-
-def _check_against_run_config(path: Path, state: dict[str, Any]) -> None:
-    from storm_wm.config import Config
-    from storm_wm.persistence.compatibility import check_checkpoint_matches
-
-    if path.parent.name != CHECKPOINT_DIRECTORY:
-        return
-    config_path = path.parent.parent / "config.json"
-    if config_path.is_file():
-        config = Config.load(config_path)
-        check_checkpoint_matches(state, config, path, num_actions=_action_count(config))
-
-
-def _action_count(config) -> int | None:
-    """The action count of the run's game, as its env reports it (None if it cannot be built)."""
-    from storm_wm.envs import make_env
-
-    try:
-        env = make_env(config.env.game, protocol=config.env.protocol)
-    except Exception:  # the game's own error is clearer where the run builds its env
-        return None
-    count = int(env.action_space.n)
-    env.close()
-    return count
 
 
 def find_checkpoint(run_dir: Path, step: int | None = None) -> Path:

@@ -146,7 +146,7 @@ def select_checkpoint(
     damaged: list[str] = []
     for step, path in reversed(candidates):
         try:
-            checkpoint = load_checkpoint(path, check_run_config=False)
+            checkpoint = load_checkpoint(path)
         except CorruptCheckpointError as error:  # its own bytes are bad (or unsafe): set aside
             damaged.append(str(error))
             with contextlib.suppress(OSError):

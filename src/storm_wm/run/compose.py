@@ -169,10 +169,7 @@ def train(
         check_resume_config(saved, config, run_dir)
     else:
         refuse_existing_run(run_dir)
-    env = make_env(
-        spec, protocol=config.env.protocol, seed=config.seed, image_size=config.env.image_size,
-        max_episode_frames=config.env.max_episode_frames, life_loss=config.env.life_loss,
-    )  # fmt: skip
+    env = make_env(config.env, seed=config.seed)
     try:
         if not resume:
             create_run_dir(run_dir)
@@ -210,11 +207,7 @@ def build_components(config: Config, run_dir: Path, game: str, env) -> Component
             config.train.replay_on_device, device, ReplayBuffer.bytes_needed(capacity, frame_shape)
         ),
     )  # fmt: skip
-    policy = Policy(
-        models.world_model, models.actor_critic, 1, num_actions,
-        context_length=config.train.act_context, device=device, dtype=dtype, rng=rng,
-        act_on_posterior=config.train.act_on_posterior, compile=config.train.compile,
-    )  # fmt: skip
+    policy = Policy(models, config.train, 1, rng, dtype=dtype, compile=config.train.compile)
     return Components(
         game, num_actions, env, models, trainer, replay,
         ReplayStore(run_dir, config.train.replay_capacity), policy, MetricAccumulator(), rng,
