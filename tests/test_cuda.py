@@ -144,7 +144,7 @@ def test_compiled_imagination_on_cuda_matches_eager_in_bf16():
         torch.testing.assert_close(
             fast.rewards[same_path], plain.rewards[same_path], atol=5e-2, rtol=5e-2
         )
-    assert compiled.imagine_function.function.compiled is not None  # no eager fallback
+    assert compiled.imagination.function.compiled is not None  # no eager fallback
 
 
 def test_compiled_acting_on_cuda_matches_eager_in_bf16():
@@ -168,4 +168,4 @@ def test_compiled_acting_on_cuda_matches_eager_in_bf16():
             chosen.append(acting.act(frame))
         agreement.append(np.mean(chosen[0] == chosen[1]))
     assert np.mean(agreement) >= 0.9, agreement
-    assert compiled.compiled.compiled is not None
+    assert compiled.function.compiled is not None

@@ -155,10 +155,15 @@ def held_out_figures(
     and the moving ones), and the reward loss over every held-out step; eval mode."""
     frames = held_out["frames"]
     targets = frames_to_input(frames[:, CONTEXT])
-    decoded = world_model.decode(world_model.encode(frames[:, CONTEXT, None]))[:, 0]
+    windows = len(frames)
+    posterior = world_model.encode(frames[:, CONTEXT, None], world_model.latent_noise(windows, 1))
+    decoded = world_model.decode(posterior)[:, 0]
     reconstruction, reconstruction_moving = frame_errors(decoded.clamp(0.0, 1.0), targets, moving)
-    start = world_model.start_from_context(frames[:, :CONTEXT], held_out["actions"][:, :CONTEXT])
-    predicted = world_model.decode(start.latent[:, None])[:, 0].float().clamp(0.0, 1.0)
+    latent, _, _ = world_model.start_from_context(
+        frames[:, :CONTEXT], held_out["actions"][:, :CONTEXT],
+        world_model.latent_noise(windows, CONTEXT), world_model.latent_noise(windows),
+    )  # fmt: skip
+    predicted = world_model.decode(latent[:, None])[:, 0].float().clamp(0.0, 1.0)
     open_loop, open_loop_moving = frame_errors(predicted, targets, moving)
     # The k = 1 error as the diagnostics report it (its own prior draw), beside the above.
     k1 = open_loop_errors(world_model, **held_out, context=CONTEXT, horizons=(1,))["horizons"][0]

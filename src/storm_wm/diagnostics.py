@@ -60,13 +60,15 @@ def _open_loop_chunk(
     """Per window and k (B, K): frame MSE, MSE of repeating the last context frame, predicted
     rewards and predicted end flags. Frames are compared chunk by chunk: 256 windows of 15
     decoded 64 x 64 frames would be 190 MB of floats at once."""
-    start = world_model.start_from_context(frames[:, :context], actions[:, :context])
-    latent, feature, cache = start.latent, start.feature, start.cache
+    batch = len(frames)
+    latent, feature, cache = world_model.start_from_context(
+        frames[:, :context], actions[:, :context],
+        world_model.latent_noise(batch, context), world_model.latent_noise(batch),
+    )  # fmt: skip
     latents, features = [latent], [feature]
     for k in range(1, horizon):
-        action = actions[:, context + k - 1, None]  # a_{C+k-1}, taken on the imagined frame
-        feature = world_model.transformer.step(latent[:, None], action, cache)[:, 0]
-        latent = world_model.sample(world_model.prior_logits(feature))
+        action = actions[:, context + k - 1]  # a_{C+k-1}, taken on the imagined frame
+        feature, latent = world_model.step(latent, action, cache, world_model.latent_noise(batch))
         latents.append(latent)
         features.append(feature)
     predicted = world_model.decode(torch.stack(latents, dim=1)).float().clamp(0.0, 1.0)

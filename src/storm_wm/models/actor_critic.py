@@ -19,6 +19,11 @@ from storm_wm.ops import (
 )
 
 
+def agent_state(latent: torch.Tensor, feature: torch.Tensor) -> torch.Tensor:
+    """s_t = concat(z_t, h), what the actor and the critic read: (B, latent + hidden) in fp32."""
+    return torch.cat([latent, feature.float()], dim=-1)
+
+
 class ActorCritic(nn.Module):
     """Acts on s_t = concat(z_t, h) and learns from imagined rollouts (see `loss`)."""
 
@@ -43,15 +48,14 @@ class ActorCritic(nn.Module):
 
     @torch.no_grad()
     def act(
-        self, states: torch.Tensor, greedy: bool = False, uniform: torch.Tensor | None = None
+        self, states: torch.Tensor, uniform: torch.Tensor, greedy: bool = False
     ) -> torch.Tensor:
-        """Samples (or, if greedy, takes the argmax of) the policy: (B, state) -> (B,) actions.
-
-        `uniform` (B, actions): given sampling noise instead of a draw from the generator."""
+        """Samples the policy with the sampling noise `uniform` (B, actions), or if greedy takes
+        its argmax: (B, state) -> (B,) actions."""
         logits = self.policy_logits(states)
         if greedy:
             return logits.argmax(-1)
-        return sample_one_hot(logits, straight_through=False, uniform=uniform).argmax(-1)
+        return sample_one_hot(logits, uniform, straight_through=False).argmax(-1)
 
     def loss(
         self,

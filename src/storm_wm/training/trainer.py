@@ -7,7 +7,7 @@ import torch
 
 from storm_wm.config import Config
 from storm_wm.device import autocast
-from storm_wm.imagination import CompiledImagination, ImaginedRollout, imagine
+from storm_wm.imagination import Imagination, ImaginedRollout
 from storm_wm.models.agent import Models
 from storm_wm.replay import ReplayBuffer
 from storm_wm.training.nonfinite import (
@@ -63,8 +63,7 @@ class Trainer:
             self.agent_parameters, lr=config.agent.learning_rate, eps=config.agent.adam_eps
         )
         self.nonfinite = NonfiniteCounters(device)
-        self.imagine_function = CompiledImagination(device) if config.train.compile else imagine
-        """The rollout: compiled with `train.compile`, eager otherwise."""
+        self.imagination = Imagination(device, compile=config.train.compile)
 
     @property
     def nonfinite_streaks(self) -> dict[str, int]:
@@ -128,7 +127,7 @@ class Trainer:
         agent = self.config.agent
         batch = replay.sample(agent.imagination_batch, agent.context_length, rng).to(self.device)
         with autocast(self.device, self.dtype):
-            return self.imagine_function(
+            return self.imagination(
                 self.models.world_model,
                 self.models.actor_critic,
                 batch.frames,
