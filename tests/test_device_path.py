@@ -22,8 +22,8 @@ from storm_wm.imagination import Imagination, ImaginationNoise, imagine
 from storm_wm.logs.metrics import MetricAccumulator
 from storm_wm.models.agent import build_models
 from storm_wm.replay import ReplayBuffer
-from storm_wm.training.nonfinite import NonfiniteCounters, adam
 from storm_wm.training.trainer import Trainer
+from storm_wm.training.update import NonfiniteCounters, adam
 
 # The networks and schedule these tests run on: toy+tiny with these fields changed.
 TINY_CHANGES = {

@@ -105,14 +105,10 @@ class ActorCritic(nn.Module):
         return total, {name: value.detach() for name, value in metrics.items()}
 
     @torch.no_grad()
-    def update_slow_critic(self, where: torch.Tensor | None = None) -> None:
-        """Moves the slow critic towards the critic; with `where` (a 0-dim bool tensor) only if
-        it holds, decided on the device (a skipped update must not move it)."""
+    def update_slow_critic(self) -> None:
+        """Moves the slow critic towards the critic (a skipped update puts it back)."""
         decay = self.config.slow_critic_decay
         for slow, current in zip(
             self.slow_critic.parameters(), self.critic.parameters(), strict=True
         ):
-            if where is None:
-                slow.lerp_(current, 1 - decay)
-            else:
-                slow.copy_(torch.where(where, slow.lerp(current, 1 - decay), slow))
+            slow.lerp_(current, 1 - decay)
