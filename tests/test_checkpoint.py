@@ -333,7 +333,7 @@ def test_nonfinite_update_is_skipped_and_changes_nothing(monkeypatch) -> None:
         torch.tensor(float("inf"), requires_grad=True), {}))  # fmt: skip
     for count in (1, 2):
         metrics = trainer.train_step(replay, rng)
-        assert trainer.nonfinite_streaks == {"world_model": count, "agent": count}
+        assert trainer.nonfinite.streaks == {"world_model": count, "agent": count}
     # The skip is decided on the device: a skipped update's metrics are NaN (no host
     # synchronisation chose to drop them), and the accumulator leaves NaN out of its means.
     assert {name: float(value) for name, value in metrics.items() if "nonfinite" in name} == {
@@ -344,7 +344,7 @@ def test_nonfinite_update_is_skipped_and_changes_nothing(monkeypatch) -> None:
     accumulator = MetricAccumulator()
     accumulator.add(metrics)
     assert accumulator.flush() == {"world_model/nonfinite": 1.0, "agent/nonfinite": 1.0}
-    assert trainer.skipped_updates == 4
+    assert int(trainer.nonfinite.skipped) == 4
     for key in ("world_model", "actor_critic"):
         after = getattr(models, key).state_dict()
         assert all(torch.equal(after[name], value) for name, value in before[key].items()), key
@@ -353,7 +353,7 @@ def test_nonfinite_update_is_skipped_and_changes_nothing(monkeypatch) -> None:
     )
     monkeypatch.undo()
     metrics = trainer.train_step(replay, rng)
-    assert trainer.nonfinite_streaks == {"world_model": 0, "agent": 0}
+    assert trainer.nonfinite.streaks == {"world_model": 0, "agent": 0}
     assert metrics["world_model/nonfinite"] == 0.0
 
 
@@ -364,14 +364,14 @@ def test_trainer_state_round_trip() -> None:
     replay = filled_replay(100, 0, 40)
     replay.frames = np.zeros((100, 16, 16, 3), np.uint8)
     trainer.train_step(replay, np.random.default_rng(0))
-    trainer.skipped_updates = 3
+    trainer.nonfinite.skipped.fill_(3)
     buffer = io.BytesIO()
     torch.save(trainer.state_dict(), buffer)
     buffer.seek(0)
     other = Trainer(build_models(config, 3, torch.device("cpu")), config, torch.device("cpu"),
                     torch.float32)  # fmt: skip
     other.load_state_dict(torch.load(buffer, weights_only=True))
-    assert other.skipped_updates == 3
+    assert int(other.nonfinite.skipped) == 3
     saved = trainer.world_model_optimizer.state_dict()["state"][0]["exp_avg"]
     assert torch.equal(other.world_model_optimizer.state_dict()["state"][0]["exp_avg"], saved)
 

@@ -112,7 +112,7 @@ def test_nonfinite_update_on_cuda_changes_nothing_and_the_next_finite_one_does(m
     after_weights, after_moments = snapshot()
     assert all(torch.equal(after_weights[k], v) for k, v in weights.items())
     assert all(torch.equal(after_moments[k], v) for k, v in moments.items())
-    assert trainer.nonfinite_streaks == {"world_model": 1, "agent": 0}
+    assert trainer.nonfinite.streaks == {"world_model": 1, "agent": 0}
     monkeypatch.undo()
     trainer.train_step(replay, rng, step=3)
     final_weights, final_moments = snapshot()

@@ -128,7 +128,7 @@ def test_update_skipped_on_the_device_changes_nothing_and_a_finite_one_changes_a
     unchanged = [name for name in before if name.startswith((prefix, optimizer))]
     assert unchanged and all(torch.equal(after[name], before[name]) for name in unchanged)
     assert float(metrics[f"{'agent' if broken == 'agent' else 'world_model'}/nonfinite"]) == 1.0
-    assert trainer.nonfinite_streaks[broken] == 1 and trainer.skipped_updates == 1
+    assert trainer.nonfinite.streaks[broken] == 1 and int(trainer.nonfinite.skipped) == 1
     # The other model's update was finite and did change its weights, moments and step count.
     other = "actor_critic" if broken == "world_model" else "world_model"
     other_optimizer = "agent_optimizer" if broken == "world_model" else "world_model_optimizer"
@@ -138,7 +138,7 @@ def test_update_skipped_on_the_device_changes_nothing_and_a_finite_one_changes_a
     assert any(not torch.equal(after[name], before[name]) for name in weights)
     monkeypatch.undo()
     trainer.train_step(replay, rng, step=3)
-    assert trainer.nonfinite_streaks[broken] == 0
+    assert trainer.nonfinite.streaks[broken] == 0
     again = state_of(trainer)
     step_name = f"{optimizer}.0.step"
     assert float(again[step_name]) == float(before[step_name]) + 1

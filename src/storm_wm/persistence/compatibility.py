@@ -78,29 +78,6 @@ def config_differences(
     ]
 
 
-def checkpoint_mismatches(
-    checkpoint: Mapping[str, Any],
-    config: Config,
-    *,
-    num_actions: int | None = None,
-    only: Iterable[str] | None = ARCHITECTURE_FIELDS,
-) -> list[str]:
-    """What differs between a loaded checkpoint and `config` (and the env's action count)."""
-    problems = []
-    game = resolve_game(config.env.game).name
-    if checkpoint.get("game") != game:
-        problems.append(f"game {checkpoint.get('game')!r} vs {game!r}")
-    if num_actions is not None and checkpoint.get("num_actions") != num_actions:
-        problems.append(f"num_actions {checkpoint.get('num_actions')!r} vs {num_actions!r}")
-    saved = checkpoint.get("config")
-    if isinstance(saved, Mapping):
-        differences = config_differences(
-            saved, config.to_dict(), only=only, ignore=("env.game", *RESUMABLE_FIELDS)
-        )
-        problems += differences
-    return problems
-
-
 def check_checkpoint_matches(
     checkpoint: Mapping[str, Any],
     config: Config,
@@ -109,8 +86,18 @@ def check_checkpoint_matches(
     num_actions: int | None = None,
     only: Iterable[str] | None = ARCHITECTURE_FIELDS,
 ) -> None:
-    """Raises a one-line StormError naming each mismatch (checkpoint value vs config value)."""
-    problems = checkpoint_mismatches(checkpoint, config, num_actions=num_actions, only=only)
+    """Raises a one-line StormError naming each difference between a loaded checkpoint and
+    `config` (and the env's action count): checkpoint value vs config value."""
+    problems = []
+    game = resolve_game(config.env.game).name
+    if checkpoint.get("game") != game:
+        problems.append(f"game {checkpoint.get('game')!r} vs {game!r}")
+    if num_actions is not None and checkpoint.get("num_actions") != num_actions:
+        problems.append(f"num_actions {checkpoint.get('num_actions')!r} vs {num_actions!r}")
+    saved = checkpoint.get("config")
+    if isinstance(saved, Mapping):
+        ignore = ("env.game", *RESUMABLE_FIELDS)
+        problems += config_differences(saved, config.to_dict(), only=only, ignore=ignore)
     if problems:
         raise StormError(
             f"{path} does not match this run (checkpoint vs run): {'; '.join(problems)}; "

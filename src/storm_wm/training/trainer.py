@@ -70,19 +70,6 @@ class Trainer:
             rollout.states, rollout.actions, rollout.rewards, rollout.terminations, step=step
         )
 
-    @property
-    def nonfinite_streaks(self) -> dict[str, int]:
-        """Skipped updates in a row per model (reads the device: not for every update)."""
-        return self.nonfinite.streaks
-
-    @property
-    def skipped_updates(self) -> int:
-        return int(self.nonfinite.skipped)
-
-    @skipped_updates.setter
-    def skipped_updates(self, count: int) -> None:
-        self.nonfinite.skipped.fill_(int(count))
-
     def state_dict(self) -> dict:
         """Optimizer states and non-finite counters (the models are saved by their owner)."""
         return {
