@@ -188,7 +188,8 @@ class Config:
     device: str = "auto"
     """`auto` picks cuda, then mps, then cpu."""
     precision: str = "auto"
-    """`auto`: bf16 autocast where the device runs it fast (CUDA; CPUs with AMX), else fp32."""
+    """`auto`: bf16 autocast on CUDA, fp32 on every CPU (docs/performance.md, "Precision on
+    CPUs"); `bf16` or `fp32` as asked. A run prints its precision and why at its start."""
     preset: str = "atari100k"
     """The preset(s) the config was built from, `+`-stacked (a record; set with --preset)."""
 

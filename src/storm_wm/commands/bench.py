@@ -34,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.add_argument(
-        "--precision", default="auto", help="auto (bf16 where native, else fp32), bf16 or fp32"
+        "--precision", default="auto", help="auto (bf16 on CUDA, fp32 on CPUs), bf16 or fp32"
     )
     parser.add_argument(
         "--repeats", type=int, default=5, help="timed repetitions (median; default 5)"
