@@ -322,7 +322,9 @@ def test_runs_of_different_setups_are_separate_methods_and_capped_ones_stay_out_
     status, _ = run_report([*map(str, debug), "--out", str(out), "--bootstrap-samples", "50"],
                            capsys)  # fmt: skip
     assert status == 0
-    assert not [row for row in read_csv(out / "aggregates.csv") if row["method"] == "storm-wm"]
+    assert not [
+        row for row in read_csv(out / "aggregates.csv") if row["method"].startswith("storm-wm")
+    ]
     assert (
         not (out / "per_game_hns.png").exists() and not (out / "aggregate_intervals.png").exists()
     )
@@ -448,7 +450,32 @@ def test_capped_runs_included_as_asked_are_labelled_capped(
     arguments = [*map(str, debug), "--reference", "storm", "--out", str(out), "--include-capped"]
     assert run_report([*arguments, "--bootstrap-samples", "50"], capsys)[0] == 0
     methods = {row["method"] for row in read_csv(out / "aggregates.csv")}
-    assert methods == {"storm-wm [capped episodes]", "STORM"}
+    assert methods == {"storm-wm [preset debug, capped episodes]", "STORM"}
+
+
+def test_runs_of_a_preset_of_other_sizes_are_named_after_it_beside_published_storm(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    small = [
+        make_setup_run(tmp_path / f"small-{seed}", "Boxing", seed, 30.0 + seed, preset="small")
+        for seed in (1, 2)
+    ]
+    out = tmp_path / "out"
+    arguments = [*map(str, small), "--reference", "storm", "--out", str(out)]
+    assert run_report([*arguments, "--bootstrap-samples", "50"], capsys)[0] == 0
+    methods = {row["method"] for row in read_csv(out / "per_game.csv")}
+    assert methods == {"storm-wm [preset small]", "STORM"}
+    # Beside paper-config runs of the same game it is a method of its own, named by its preset.
+    paper = make_setup_run(tmp_path / "paper-1", "Boxing", 1, 80.0, preset="atari100k+released")
+    out = tmp_path / "mixed"
+    arguments = [*map(str, [*small, paper]), "--reference", "", "--out", str(out)]
+    assert run_report([*arguments, "--bootstrap-samples", "50"], capsys)[0] == 0
+    methods = {row["method"] for row in read_csv(out / "per_game.csv")}
+    assert methods == {"storm-wm [preset small]", "storm-wm [preset atari100k+released]"}
+    # The paper's configuration alone keeps the plain name.
+    out = tmp_path / "paper"
+    assert run_report([str(paper), "--reference", "", "--out", str(out)], capsys)[0] == 0
+    assert {row["method"] for row in read_csv(out / "per_game.csv")} == {"storm-wm"}
 
 
 def test_report_hints_spell_the_console_and_quote_paths(

@@ -74,9 +74,16 @@ def reference(request, tmp_path_factory) -> tuple[Path, dict[str, int]]:
         if new or state.step == STEPS:
             real_save(run_dir, config, components, state, writer)
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(run, "save_training_checkpoint", save_some)
-        run.train(config(request.param), run_dir, show_progress=False)
+    # One thread, as the resumed runs: the module's one_thread fixture is set up only after
+    # this module-scoped one, and products summed by two threads round differently.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(run, "save_training_checkpoint", save_some)
+            run.train(config(request.param), run_dir, show_progress=False)
+    finally:
+        torch.set_num_threads(threads)
     assert set(points) == set(POINTS), f"only {points} within {STEPS} steps"
     return run_dir, points
 

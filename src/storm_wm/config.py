@@ -310,8 +310,9 @@ class Config:
     )
     precision: PrecisionName = setting(
         "auto",
-        """`auto`: bf16 autocast on CUDA devices that support it, fp32 elsewhere (CPUs
-        included); `bf16` or `fp32` as asked.""",
+        """`auto`: bf16 autocast on CUDA, fp32 on every CPU (docs/performance.md, "Precision
+        on CPUs"); `bf16` or `fp32` as asked. A run prints its precision and why at its
+        start.""",
         on_resume="this_process",
     )
     preset: str = setting(

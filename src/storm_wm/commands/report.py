@@ -159,6 +159,12 @@ def _usable_runs(paths: Sequence[Path]) -> list[RunResult]:
     return runs
 
 
+def _paper_sized(preset: str) -> bool:
+    """Whether runs of `preset` have the paper's sizes and schedule (`atari100k`, with the
+    released code's behaviours or not); "?" (an eval.json without its preset) is taken as so."""
+    return all(part in ("atari100k", "released", "?") for part in preset.split("+"))
+
+
 def _describe_setup(key: tuple[str, str, str, bool], varying: Sequence[int]) -> str:
     preset, protocol, bookkeeping, comparable = key
     parts = [
@@ -185,6 +191,7 @@ def _group_runs(
     setups_of_game: dict[str, set] = {}
     for result in runs:
         setups_of_game.setdefault(result.game, set()).add(result.method_key)
+    presets = {result.method_key[0] for result in runs}
     if all(len(setups) == 1 for setups in setups_of_game.values()):
         groups = {("", "", "", True): list(runs)}
         keys = list(groups)
@@ -192,6 +199,8 @@ def _group_runs(
     else:
         keys = sorted(groups, key=lambda key: (not key[3], -len(groups[key]), key))
         varying = [index for index in range(4) if len({key[index] for key in keys}) > 1]
+        if 0 not in varying and not _paper_sized(keys[0][0]):
+            varying.insert(0, 0)  # a preset of other sizes is named even when all share it
         described = "; ".join(f"[{_describe_setup(key, varying)}]" for key in keys)
         _say(f"runs of {len(keys)} setups are reported as separate methods: {described}")
     methods = []
@@ -205,12 +214,18 @@ def _group_runs(
             if evaluation is not None and evaluation.capped and has_normalizers(result.game):
                 capped[result.game] = evaluation.capped_reason
         name = label if len(keys) == 1 else f"{label} [{_describe_setup(key, varying)}]"
+        if len(keys) == 1 and len(presets) == 1 and not _paper_sized(next(iter(presets))):
+            name = f"{label} [preset {next(iter(presets))}]"  # never read as the paper's STORM
         origin = "from run directories (the `mean` of each eval.json)"
         if include_capped and capped:
             origin += f"; capped episodes on {', '.join(sorted(capped))}, included as asked"
             capped = {}
             if "capped episodes" not in name:  # never labelled like a comparable method
-                name = f"{label} [capped episodes]" if len(keys) == 1 else f"{name[:-1]}, capped]"
+                name = (
+                    f"{name[:-1]}, capped episodes]"
+                    if name.endswith("]")
+                    else f"{name} [capped episodes]"
+                )
         methods.append((Method(name, scores, origin, capped=capped), members))
     return methods
 
