@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +90,16 @@ def choose_precision(name: str, device: torch.device) -> Precision:
             )
         return Precision(torch.float32, "auto: fp32 on CPUs (this one emulates bf16)")
     return Precision(torch.float32, f"auto: fp32 on {device.type}")
+
+
+def warn_about_precision(name: str, device: torch.device) -> None:
+    """bf16 on a CPU that emulates it runs far slower than fp32: say so (the user may insist)."""
+    if name == "bf16" and device.type == "cpu" and not cpu_has_fast_bf16():
+        print(
+            "storm-wm: warning: this CPU emulates bf16 (no AMX or AVX512-BF16): its bf16 matrix "
+            "products run many times slower than fp32; --precision auto picks fp32 here",
+            file=sys.stderr,
+        )
 
 
 def resolve_precision(name: str, device: torch.device) -> torch.dtype:

@@ -14,10 +14,10 @@ from storm_wm.acting import Policy
 from storm_wm.config import Config
 from storm_wm.device import (
     choose_precision,
-    cpu_has_fast_bf16,
     replay_device,
     resolve_device,
     resolve_precision,
+    warn_about_precision,
 )
 from storm_wm.envs import make_env, resolve_game
 from storm_wm.errors import StormError
@@ -161,7 +161,7 @@ def train(
     # One name for one game everywhere (config.json, the progress bar): "pong" is "Pong".
     config = dataclasses.replace(config, env=dataclasses.replace(config.env, game=spec.name))
     device = resolve_device(config.device)
-    warn_about_precision(config, device)
+    warn_about_precision(config.precision, device)
     run_dir = Path(run_dir)
     saved = None
     if resume:
@@ -181,16 +181,6 @@ def train(
                 return _train(config, run_dir, spec.name, env, show_progress, saved)
     finally:
         env.close()
-
-
-def warn_about_precision(config: Config, device: torch.device) -> None:
-    """bf16 on a CPU that emulates it runs far slower than fp32: say so (the user may insist)."""
-    if config.precision == "bf16" and device.type == "cpu" and not cpu_has_fast_bf16():
-        print(
-            "storm-wm: warning: this CPU emulates bf16 (no AMX or AVX512-BF16): its bf16 matrix "
-            "products run many times slower than fp32; --precision auto picks fp32 here",
-            file=sys.stderr,
-        )
 
 
 def build_components(config: Config, run_dir: Path, game: str, env) -> Components:
