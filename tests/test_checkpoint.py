@@ -390,9 +390,9 @@ def test_first_signal_requests_a_stop_second_gets_the_old_handler() -> None:
     try:
         previous = signal.getsignal(signal.SIGTERM)
         with StopSignals() as stop:
-            assert stop() is None
+            assert stop.requested is None
             os.kill(os.getpid(), signal.SIGTERM)
-            assert stop() == "SIGTERM"
+            assert stop.requested == "SIGTERM"
             with pytest.raises(KeyboardInterrupt):  # a second signal: Ctrl-C works as usual
                 os.kill(os.getpid(), signal.SIGINT)
         assert signal.getsignal(signal.SIGTERM) is previous
@@ -403,8 +403,8 @@ def test_first_signal_requests_a_stop_second_gets_the_old_handler() -> None:
 
 def test_unrestorable_env_restarts_its_episode_deterministically(tmp_path: Path, capsys) -> None:
     """gym:<id> games: the resumed run starts a new episode, seeded by the run's seed and step."""
-    from storm_wm.run.compose import build_components
     from storm_wm.run.state import capture, restore
+    from storm_wm.run.train import build_components
     from storm_wm.training.loop import LoopState
 
     config = build_config("toy+tiny")

@@ -30,10 +30,12 @@ from storm_wm.persistence.checkpoint import (
     load_checkpoint,
     load_intact_checkpoint,
 )
-from storm_wm.run import compose, estimate
-from storm_wm.run.compose import RUN_LOCK, run_lock
+from storm_wm.run import estimate
+from storm_wm.run.directory import RUN_LOCK, run_lock
+from storm_wm.run.parts import PhaseClock
 from storm_wm.run.signals import StopSignals
-from storm_wm.training.progress import PhaseClock, format_duration
+from storm_wm.run.train import train
+from storm_wm.text import format_duration
 
 # This file's training schedule, on the tiny preset's networks (stacked on toy).
 SCHEDULE = {
@@ -201,7 +203,7 @@ def test_first_signal_is_acknowledged_at_once() -> None:
     try:
         with StopSignals(announce_to=write_end) as stop:
             os.kill(os.getpid(), signal.SIGTERM)
-            assert stop() == "SIGTERM"
+            assert stop.requested == "SIGTERM"
         message = os.read(read_end, 4096).decode()
     finally:
         os.close(read_end)
@@ -297,7 +299,7 @@ def test_a_stale_lock_of_a_killed_process_is_taken_over(finished_run: Path, tmp_
     run_dir = copy_run(finished_run, tmp_path)
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from pathlib import Path; "
-         "from storm_wm.run.compose import run_lock\n"
+         "from storm_wm.run.directory import run_lock\n"
          f"with run_lock(Path({str(run_dir)!r})):\n print('held', flush=True); time.sleep(600)"],
         env={**ENV, "PYTHONPATH": os.pathsep.join(sys.path)}, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -421,7 +423,7 @@ def test_unwritable_tensorboard_directory_does_not_stop_training(tmp_path: Path,
     run_dir.mkdir()
     (run_dir / "tensorboard").write_text("not a directory")
     config = build_config("toy+tiny", {**SCHEDULE, "train.steps": 60})
-    compose.train(config, run_dir, show_progress=False)
+    train(config, run_dir, show_progress=False)
     errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(errors) == 1 and "cannot write TensorBoard events" in errors[0]
     records = (run_dir / "metrics.jsonl").read_text().splitlines()

@@ -21,12 +21,11 @@ import torch
 
 from storm_wm.config import Config, build_config
 from storm_wm.envs import make_env
-from storm_wm.logs.metrics import Logger
 from storm_wm.models.actor_critic import ActorCritic
 from storm_wm.persistence.checkpoint import find_checkpoint, load_checkpoint
 from storm_wm.persistence.compatibility import flatten
-from storm_wm.run.compose import build_components, train
 from storm_wm.run.state import capture, restore
+from storm_wm.run.train import build_components, train
 from storm_wm.training.loop import LoopState, train_loop
 
 EPISODE = 7
@@ -59,11 +58,8 @@ def run_three_episodes(tmp_path: Path, preset: str) -> tuple[Config, RecordReset
     env = RecordResets(make_env("toy:catch", seed=config.seed, image_size=16))
     components = build_components(config, tmp_path, "toy:catch", env)
     env.policy = components.policy
-    with Logger(tmp_path) as logger:
-        state = train_loop(
-            config, env, components.replay, components.trainer, components.policy, logger,
-            components.rng, save=lambda state: None, show_progress=False,
-        )  # fmt: skip
+    replay, trainer, policy = components.replay, components.trainer, components.policy
+    state = train_loop(config, env, replay, trainer, policy, components.rng)  # no parts
     assert state.episode == 3 and len(env.resets) == 4
     return config, env, state
 

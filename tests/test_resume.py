@@ -33,7 +33,7 @@ from storm_wm.persistence.checkpoint import (
     save_checkpoint,
 )
 from storm_wm.persistence.resume import check_resume_config
-from storm_wm.run import compose as run
+from storm_wm.run import train as run
 
 STEPS = 120
 # This file's training schedule, on the tiny preset's networks (stacked on toy).

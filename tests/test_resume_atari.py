@@ -28,7 +28,8 @@ import torch
 
 from storm_wm.config import build_config, with_overrides
 from storm_wm.persistence.checkpoint import find_checkpoint, list_checkpoints, load_checkpoint
-from storm_wm.run import compose as run
+from storm_wm.persistence.resume import load_run_config
+from storm_wm.run import train as run
 
 GAME = "Breakout"  # lives, game over within the debug preset's 800-frame cap, sticky paddle
 STEPS = 240
@@ -186,6 +187,6 @@ def test_resume_on_atari_ends_exactly_as_the_run_left_alone(
         )  # fmt: skip
         assert result.returncode == 0, result.stderr[-2000:]
     else:
-        resumed = with_overrides(run.load_run_config(run_dir), once)
+        resumed = with_overrides(load_run_config(run_dir), once)
         run.train(resumed, run_dir, show_progress=False, resume=True)
     assert_ends_as_the_reference(run_dir, reference_dir)

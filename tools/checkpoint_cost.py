@@ -21,7 +21,8 @@ import numpy as np
 
 from storm_wm.config import build_config
 from storm_wm.envs import make_env, resolve_game
-from storm_wm.run.compose import build_components, save_training_checkpoint
+from storm_wm.run.state import save_training_checkpoint
+from storm_wm.run.train import build_components
 from storm_wm.training.loop import LoopState
 
 PAPER_GPU_STEP_SECONDS = 4.3 * 3600 / 100_000

@@ -108,7 +108,7 @@ def run_variant(
     """One in-process training run of `variant`; its rate over the timed window, peak memory,
     and for a compiled variant what became of each compiled function."""
     from storm_wm import compilation
-    from storm_wm.run.compose import train
+    from storm_wm.run.train import train
 
     loop_config = _loop_config(config, settings, VARIANTS[variant])
     timed_from, _, checkpoint_every = loop_schedule(config, settings)

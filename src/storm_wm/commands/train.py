@@ -42,7 +42,8 @@ def start_arguments(args: argparse.Namespace, run_dir: Path) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from storm_wm.envs import resolve_game
     from storm_wm.persistence.resume import load_run_config
-    from storm_wm.run.compose import default_run_dir, train
+    from storm_wm.run.directory import default_run_dir
+    from storm_wm.run.train import train
 
     if args.resume is OWN_RUN:
         args.resume = None

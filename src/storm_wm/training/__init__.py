@@ -1,2 +1,2 @@
 """The learning core: the trainer (optimizers, precision, clipping, skipped non-finite
-updates), the loop and its progress bar."""
+updates) and the loop."""
