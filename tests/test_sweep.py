@@ -27,8 +27,9 @@ from storm_wm.persistence.checkpoint import list_checkpoints
 from storm_wm.sweep import local
 from storm_wm.sweep.execute import resumes, run_is_finished
 from storm_wm.sweep.plan import RunSpec, parse_games, parse_seeds
-from storm_wm.sweep.progress import RunTracker, format_duration, last_step
+from storm_wm.sweep.progress import RunTracker, last_step
 from storm_wm.sweep.state import RunRecord, SweepState, sweep_lock
+from storm_wm.text import format_duration
 
 TINY = [
     "--preset", "debug", "--steps", "40", "--eval-episodes", "1",
@@ -188,7 +189,7 @@ def test_progress_reads_the_last_step_and_computes_the_eta_from_the_rate(tmp_pat
     tracker = RunTracker(run, RunRecord("Pong", 1, status="running"))
     tracker.first_seen, tracker.step = (100.0, 20), 70
     assert tracker.eta(now=110.0) == pytest.approx(100.0)  # 5 steps/s, 500 steps left
-    assert format_duration(3725) == "1h02m" and format_duration(185) == "3m05s"
+    assert format_duration(3725) == "1:02:05" and format_duration(185) == "3:05"  # as the ETA
 
 
 # -- whole sweeps through the command line ---------------------------------------------------

@@ -10,3 +10,16 @@ def format_duration(seconds: float) -> str:
     minutes, secs = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def rough_duration(seconds: float) -> str:
+    """An estimate's order of magnitude: `29 days`, `5 hours`, `40 minutes`, `75 s`."""
+    for unit, length in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= 2 * length:
+            return f"{seconds / length:.0f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def plural(count: int, noun: str) -> str:
+    """plural(1, "game") -> `1 game`, plural(2, "game") -> `2 games`."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 from storm_wm.analysis.report import SAME_GAMES, Report
 from storm_wm.analysis.stats import METRIC_LABELS
+from storm_wm.text import plural
 
 DPI = 120
 
@@ -39,7 +40,7 @@ def _save(figure: Figure, path: Path) -> Path:
 
 def _seeds(runs: np.ndarray) -> str:
     count = int(runs.max())
-    return f"{count} seed{'s' if count != 1 else ''}"
+    return plural(count, "seed")
 
 
 def plot_learning_curves(report: Report, path: Path) -> Path:

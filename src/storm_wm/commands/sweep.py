@@ -147,8 +147,9 @@ def run(args: argparse.Namespace) -> int:
     """Plan, lock the sweep directory, run everything, summarize, and write the report."""
     from storm_wm.sweep.driver import run_sweep
     from storm_wm.sweep.plan import plan_sweep
-    from storm_wm.sweep.progress import ProgressDisplay, format_duration, plural
+    from storm_wm.sweep.progress import ProgressDisplay
     from storm_wm.sweep.state import SweepState, sweep_lock
+    from storm_wm.text import format_duration, plural
 
     _check_arguments(args)
     plan = plan_sweep(

@@ -42,6 +42,7 @@ from storm_wm.persistence.compatibility import (
 )
 from storm_wm.persistence.replay_store import UNUSED, ReplayStore
 from storm_wm.replay import ReplayBuffer
+from storm_wm.text import plural
 
 
 def load_run_config(run_dir: Path) -> Config:
@@ -166,7 +167,7 @@ def select_checkpoint(
             # (and the first step it holds), so the loss is reported this once.
             moved = replay_store.set_aside_unused(replay_state["chunks"])
             aside = (
-                f"; moved the {len(moved)} unusable chunk{'s' if len(moved) != 1 else ''} to "
+                f"; moved the {plural(len(moved), 'unusable chunk')} to "
                 f"{replay_store.directory / UNUSED} (delete it to free the space)"
                 if moved
                 else ""

@@ -18,23 +18,7 @@ from typing import TextIO
 
 from storm_wm.sweep.plan import RunSpec
 from storm_wm.sweep.state import RunRecord
-
-
-def format_duration(seconds: float) -> str:
-    """3725 -> `1h02m`, 185 -> `3m05s`, 12 -> `12s`."""
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    if minutes:
-        return f"{minutes}m{seconds:02d}s"
-    return f"{seconds}s"
-
-
-def plural(count: int, noun: str) -> str:
-    """plural(1, "game") -> `1 game`, plural(2, "game") -> `2 games`."""
-    return f"{count} {noun}" + ("" if count == 1 else "s")
+from storm_wm.text import format_duration, plural
 
 
 def last_step(metrics_path: Path) -> int | None:
