@@ -20,7 +20,8 @@ from storm_wm.acting import Policy
 from storm_wm.config import build_config
 from storm_wm.envs import make_env
 from storm_wm.errors import StormError
-from storm_wm.logs.metrics import MetricAccumulator, truncate_metrics
+from storm_wm.logs.metrics import MetricAccumulator
+from storm_wm.logs.records import truncate
 from storm_wm.models.agent import build_models
 from storm_wm.persistence import checkpoint
 from storm_wm.persistence.checkpoint import (
@@ -379,7 +380,7 @@ def test_trainer_state_round_trip() -> None:
 def test_truncate_metrics_drops_later_steps_and_a_half_line(tmp_path: Path) -> None:
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 10, "a": 1}\n{"step": 20, "a": 2}\n{"step": 30, "a": 3}\n{"step": 4')
-    truncate_metrics(path, 20)
+    truncate(path, 20)
     assert path.read_text() == '{"step": 10, "a": 1}\n{"step": 20, "a": 2}\n'
 
 

@@ -23,6 +23,7 @@ import pytest
 from storm_wm.cli import main
 from storm_wm.errors import StormError
 from storm_wm.games import ATARI_100K_GAMES
+from storm_wm.logs.records import records
 from storm_wm.persistence.checkpoint import list_checkpoints
 from storm_wm.sweep import local
 from storm_wm.sweep.execute import resumes, run_is_finished
@@ -179,6 +180,15 @@ def test_what_a_run_needs_is_read_from_its_directory(tmp_path):
     assert resumes(run_dir) and not run_is_finished(run_dir)  # started: train --resume
     (run_dir / "eval.json").write_text("{}")
     assert run_is_finished(run_dir)
+
+
+def test_a_long_metrics_file_is_read_by_its_tail_whose_cut_line_is_skipped(tmp_path):
+    metrics = tmp_path / "metrics.jsonl"
+    lines = [json.dumps({"step": step, "pad": "x" * 100}) for step in range(200)]
+    metrics.write_text("\n".join(lines) + "\n")
+    steps = [record["step"] for record in records(metrics, tail_bytes=1000)]
+    assert steps == list(range(steps[0], 200)) and 5 < len(steps) < 1000 // 100
+    assert last_step(metrics) == 199
 
 
 def test_progress_reads_the_last_step_and_computes_the_eta_from_the_rate(tmp_path):

@@ -20,7 +20,8 @@ from typing import Any
 
 from storm_wm.benchmark.end_to_end import shared_cpu_environment
 from storm_wm.benchmark.profile import format_profile
-from storm_wm.benchmark.run_metrics import episode_returns, read_records, window_rate
+from storm_wm.benchmark.run_metrics import episode_returns, window_rate
+from storm_wm.logs.records import records
 
 STOP_SECONDS = 5.0
 """The most that stopping a stage's processes takes: SIGTERM to every group at once, a wait,
@@ -256,12 +257,12 @@ def run_bench(
 
 
 def _run_figures(run_dir: Path) -> dict[str, Any]:
-    records = read_records(run_dir / "metrics.jsonl")
-    rate = window_rate(records, from_step=0)
-    returns = episode_returns(records)
-    trained = [record for record in records if "train/updates" in record]
+    logged = records(run_dir / "metrics.jsonl")
+    rate = window_rate(logged, from_step=0)
+    returns = episode_returns(logged)
+    trained = [record for record in logged if "train/updates" in record]
     return {
-        "last_logged_step": max((record["step"] for record in records), default=0),
+        "last_logged_step": max((record["step"] for record in logged), default=0),
         "updates": int(trained[-1]["train/updates"]) if trained else 0,
         "env_steps_per_second": rate.steps_per_second if rate else None,
         # Since the process started training, the random warm-up steps included.

@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 
 from storm_wm.errors import StormError
 from storm_wm.hints import command
+from storm_wm.logs.records import numbered_records, records
 
 EPISODE_RETURN = "env/episode_return"
 
@@ -169,15 +170,8 @@ def last_step(path: Path) -> int | None:
             for child in checkpoints.iterdir()
             if (match := _CHECKPOINT_NAME.match(child.name))
         ]
-    metrics = path / "metrics.jsonl"
-    if metrics.is_file():
-        for line in metrics.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict) and isinstance(record.get("step"), int):
-                steps.append(record["step"])
+    logged = records(path / "metrics.jsonl")
+    steps += [record["step"] for record in logged if isinstance(record.get("step"), int)]
     return max(steps) if steps else None
 
 
@@ -185,24 +179,12 @@ def load_episode_returns(path: Path) -> tuple[NDArray[np.int64], NDArray[np.floa
     """Steps and returns of the episodes logged in a metrics.jsonl file, in file order.
 
     A last line without its newline is skipped rather than rejected: a run still training may be
-    halfway through writing it.
+    halfway through writing it. Any other line that is not JSON is reported.
     """
-    text = path.read_text()
-    lines = text.split("\n")
     steps: list[int] = []
     returns: list[float] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if number == len(lines):
-                break  # a partly written last line
-            raise StormError(
-                f"{path}:{number} is not a JSON object; fix or remove that line"
-            ) from None
-        if not isinstance(record, dict) or EPISODE_RETURN not in record:
+    for number, record in numbered_records(path, strict=True):
+        if EPISODE_RETURN not in record:
             continue
         step, episode_return = record.get("step"), record[EPISODE_RETURN]
         if not isinstance(step, int | float) or not isinstance(episode_return, int | float):

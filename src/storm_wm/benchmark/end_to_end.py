@@ -34,9 +34,10 @@ from typing import Any
 import torch
 
 from storm_wm.benchmark.machine import PeakMemory
-from storm_wm.benchmark.run_metrics import read_records, window_rate
+from storm_wm.benchmark.run_metrics import window_rate
 from storm_wm.config import Config
 from storm_wm.errors import StormError
+from storm_wm.logs.records import records
 
 VARIANTS: dict[str, bool] = {"eager": False, "compiled": True}
 """Variant name -> train.compile."""
@@ -89,7 +90,7 @@ def _checkpoints_in(first: int, last: int, every: int) -> int:
 
 
 def _rate_figures(run_dir: Path, timed_from: int, checkpoint_every: int) -> dict[str, Any]:
-    rate = window_rate(read_records(run_dir / "metrics.jsonl"), timed_from)
+    rate = window_rate(records(run_dir / "metrics.jsonl"), timed_from)
     if rate is None:
         raise StormError(
             f"the loop benchmark's run in {run_dir} logged no timed window; give more "

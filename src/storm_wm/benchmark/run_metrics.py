@@ -8,9 +8,7 @@ same for `train/updates`. This reads any run, live or finished, without touching
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 
@@ -30,19 +28,6 @@ class WindowRate:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "steps": self.steps}
-
-
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """The records of a metrics.jsonl (a half-written last line is skipped)."""
-    records = []
-    if not Path(path).is_file():
-        return records
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
 
 
 def timed_records(records: list[dict], start_step: int = 0) -> list[tuple[int, float, float]]:

@@ -9,13 +9,13 @@ changes of state are printed, one line each, so the log stays readable.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from storm_wm.logs.records import records
 from storm_wm.sweep.plan import RunSpec
 from storm_wm.sweep.state import RunRecord
 from storm_wm.text import format_duration, plural
@@ -24,21 +24,11 @@ from storm_wm.text import format_duration, plural
 def last_step(metrics_path: Path) -> int | None:
     """The `step` of the last complete record of a metrics.jsonl, reading only its tail."""
     try:
-        with metrics_path.open("rb") as file:
-            file.seek(0, os.SEEK_END)
-            size = file.tell()
-            file.seek(max(0, size - 8192))
-            tail = file.read().decode("utf-8", errors="replace")
+        tail = records(metrics_path, tail_bytes=8192)
     except OSError:
         return None
-    for line in reversed(tail.split("\n")[1:] if size > 8192 else tail.split("\n")):
-        try:
-            step = json.loads(line).get("step")
-        except (ValueError, AttributeError):
-            continue  # blank, partly written, or cut by the tail window
-        if isinstance(step, int | float):
-            return int(step)
-    return None
+    steps = [record["step"] for record in tail if isinstance(record.get("step"), int | float)]
+    return int(steps[-1]) if steps else None
 
 
 def mean_return(run_dir: Path) -> float | None:
