@@ -27,7 +27,7 @@ from storm_wm.logs.records import records
 from storm_wm.persistence.checkpoint import list_checkpoints
 from storm_wm.sweep import local
 from storm_wm.sweep.execute import resumes, run_is_finished
-from storm_wm.sweep.plan import RunSpec, parse_games, parse_seeds
+from storm_wm.sweep.plan import RunSpec, default_sweep_dir, parse_games, parse_seeds, run_dir_name
 from storm_wm.sweep.progress import RunTracker, last_step
 from storm_wm.sweep.state import RunRecord, SweepState, sweep_lock
 from storm_wm.text import format_duration
@@ -180,6 +180,12 @@ def test_what_a_run_needs_is_read_from_its_directory(tmp_path):
     assert resumes(run_dir) and not run_is_finished(run_dir)  # started: train --resume
     (run_dir / "eval.json").write_text("{}")
     assert run_is_finished(run_dir)
+
+
+def test_directory_names_dash_what_a_path_cannot_hold_and_keep_the_plus_between_games():
+    sweep_dir = default_sweep_dir("Pong,toy:catch", ("Pong", "toy:catch"), "toy+tiny", "1-2")
+    assert sweep_dir == Path("sweeps") / "toy-tiny_Pong+toy-catch_seeds1-2"
+    assert run_dir_name("gym:ALE/Pong-v5", 3) == "gym-ALE-Pong-v5_seed3"
 
 
 def test_a_long_metrics_file_is_read_by_its_tail_whose_cut_line_is_skipped(tmp_path):

@@ -20,6 +20,14 @@ def rough_duration(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
+def run_name(game: str, *parts: str) -> str:
+    """A directory name: `game`, then `parts`, joined by `_`. The game's `:` and `/`
+    (`toy:catch`, `gym:ALE/Pong-v5`) and the parts' `+` (a stacked preset's `toy+tiny`) become
+    `-`."""
+    game = game.replace(":", "-").replace("/", "-")
+    return "_".join([game, *(part.replace("+", "-") for part in parts)])
+
+
 def plural(count: int, noun: str) -> str:
     """plural(1, "game") -> `1 game`, plural(2, "game") -> `2 games`."""
     return f"{count} {noun}" + ("" if count == 1 else "s")

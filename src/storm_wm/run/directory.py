@@ -11,6 +11,7 @@ from storm_wm.envs import resolve_game
 from storm_wm.errors import StormError
 from storm_wm.hints import command
 from storm_wm.persistence.lock import directory_lock
+from storm_wm.text import run_name
 
 RUN_LOCK = ".run.lock"
 
@@ -18,8 +19,8 @@ RUN_LOCK = ".run.lock"
 def default_run_dir(config: Config) -> Path:
     """`runs/<game>_<preset>_seed<seed>`, with the game as resolved: `--game pong` and
     `--game Pong` are one run."""
-    game = resolve_game(config.env.game).name.replace(":", "-").replace("/", "-")
-    return Path("runs") / f"{game}_{config.preset.replace('+', '-')}_seed{config.seed}"
+    game = resolve_game(config.env.game).name
+    return Path("runs") / run_name(game, config.preset, f"seed{config.seed}")
 
 
 def refuse_existing_run(run_dir: Path) -> None:

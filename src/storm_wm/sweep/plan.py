@@ -19,6 +19,7 @@ from storm_wm.errors import StormError
 from storm_wm.games import ATARI_100K_GAMES
 from storm_wm.hints import command
 from storm_wm.options import add_train_options, config_from_args
+from storm_wm.text import run_name
 
 ATARI_26 = "atari26"
 """The --games keyword for the 26 games of the Atari 100k benchmark."""
@@ -125,13 +126,13 @@ def train_config(arguments: list[str]) -> Config:
 
 
 def run_dir_name(game: str, seed: int) -> str:
-    return f"{game.replace(':', '-').replace('/', '-')}_seed{seed}"
+    return run_name(game, f"seed{seed}")
 
 
 def default_sweep_dir(games_text: str, games: tuple[str, ...], preset: str, seeds: str) -> Path:
     """sweeps/<preset>_<games>_seeds<seeds>: the same command always finds its own sweep."""
     label = ATARI_26 if games_text.strip().lower() == ATARI_26 else "+".join(games)
-    label = label.replace(":", "-").replace("/", "-")
+    label = run_name(label)  # its `+` between games kept
     if len(label) > 60:
         label = f"{len(games)}games-{hashlib.sha1(label.encode()).hexdigest()[:8]}"
     seeds_label = re.sub(r"\s+", "", seeds)
