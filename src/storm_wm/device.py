@@ -43,15 +43,20 @@ def cpu_has_fast_bf16() -> bool:
         if forced not in ("native", "emulated"):
             raise StormError(f"${CPU_BF16_VARIABLE} must be native or emulated, got {forced!r}")
         return forced == "native"
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.exists():
-        return False
-    flags = set()
-    for line in cpuinfo.read_text().splitlines():
-        if line.startswith("flags"):
-            flags.update(line.split(":", 1)[1].split())
-            break
-    return bool({"amx_bf16", "avx512_bf16"} & flags)
+    return bool({"amx_bf16", "avx512_bf16"} & set(cpu_info("flags").split()))
+
+
+def cpu_info(field: str) -> str:
+    """The first CPU's `field` in /proc/cpuinfo (`model name`, `flags`); empty if not there."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    for line in lines:
+        name, _, value = line.partition(":")
+        if name.strip() == field:
+            return value.strip()
+    return ""
 
 
 @dataclass(frozen=True)
