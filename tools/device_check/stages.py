@@ -7,7 +7,6 @@ with them; one stopped before any is `timed out` or `interrupted`.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import re
@@ -21,6 +20,7 @@ from typing import Any
 from storm_wm.benchmark.end_to_end import shared_cpu_environment
 from storm_wm.benchmark.profile import format_profile
 from storm_wm.benchmark.run_metrics import episode_returns, window_rate
+from storm_wm.launch import die_with_parent, last_line, storm_wm_argv
 from storm_wm.logs.records import records
 
 STOP_SECONDS = 5.0
@@ -33,19 +33,13 @@ class Interrupted(Exception):
     keeps what they measured, and the check writes it out."""
 
 
-def _die_with_parent() -> None:
-    """In a child, before it runs: SIGTERM when the check dies, even by SIGKILL, so that no
-    stage outlives it holding the GPU (each stage runs in its own session, out of reach of the
-    signals sent to the check's group). Linux only; elsewhere a no-op."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
-
-
 def start(command: list[str], log, environment: dict[str, str] | None = None) -> subprocess.Popen:
-    """`command` in its own session (its children in its process group), output to `log`."""
+    """`command` in its own session (its children in its process group, out of reach of the
+    signals sent to the check's group), output to `log`; it gets SIGTERM if the check dies, so
+    that no stage outlives it holding the GPU."""
     return subprocess.Popen(
         command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env=environment, preexec_fn=_die_with_parent,
+        env=environment, preexec_fn=die_with_parent,
     )  # fmt: skip
 
 
@@ -120,11 +114,6 @@ def _stopped_status(stage: dict[str, Any], has_figures: bool) -> str:
     return "interrupted" if stage["interrupted"] else "timed out"
 
 
-def _last_line(path: Path) -> str:
-    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
-    return lines[-1][:300] if lines else ""
-
-
 def cuda_test_files(root: Path) -> list[str]:
     return sorted(
         str(path.relative_to(root))
@@ -164,7 +153,7 @@ def run_tests(root: Path, out: Path, limit: float) -> dict[str, Any]:
     failed = [test for test, outcome in outcomes.items() if outcome in ("failed", "error")]
     if failed:
         status = "failed"
-    error = {} if status in ("passed", "partial") else {"error": _last_line(log_path)}
+    error = {} if status in ("passed", "partial") else {"error": last_line(log_path)}
     return {
         "status": status, "files": files, "counts": counts, "outcomes": outcomes, **stage,
         **error,
@@ -232,8 +221,7 @@ def run_bench(
     after some (the bench rewrites its JSON after each measurement); the profile as text in
     profile.txt."""
     json_path = out / "bench.json"
-    command = [sys.executable, "-m", "storm_wm.cli", "bench", *bench_arguments, "--json",
-               str(json_path)]  # fmt: skip
+    command = storm_wm_argv("bench", *bench_arguments, "--json", str(json_path))
     stage = run_stage(
         command, out / "bench.log", limit, environment={**os.environ, **(environment or {})}
     )
@@ -250,7 +238,7 @@ def run_bench(
         status = "partial" if missing else "ok"  # a measurement that failed and was skipped
     else:
         status = "failed"
-    error = {} if status == "ok" else {"error": _last_line(out / "bench.log")}
+    error = {} if status == "ok" else {"error": last_line(out / "bench.log")}
     if (figures.get("profile") or {}).get("error"):
         error = {"error": f"the profile failed: {figures['profile']['error']}"}
     return {"status": status, **stage, **error, "missing": missing, **figures}
@@ -291,8 +279,8 @@ def run_training(
     for game in games:
         run_dir = work / game
         log = (work / f"{game}.log").open("w")
-        command = [sys.executable, "-m", "storm_wm.cli", "train", *train_arguments,
-                   "--env.game", game, "--run-dir", str(run_dir), "--no-progress"]  # fmt: skip
+        where = ("--env.game", game, "--run-dir", str(run_dir), "--no-progress")
+        command = storm_wm_argv("train", *train_arguments, *where)
         runs[game] = (start(command, log, shared_cpu_environment(len(games))), log, run_dir,
                       command)  # fmt: skip
     processes = [process for process, *_ in runs.values()]
@@ -325,7 +313,7 @@ def run_training(
             "status": "stopped with a checkpoint" if stopped_cleanly
             else "finished" if code == 0 else "killed" if killed[game] else "failed",
             **_run_figures(run_dir),
-            **({} if stopped_cleanly or code == 0 else {"error": _last_line(log_path)}),
+            **({} if stopped_cleanly or code == 0 else {"error": last_line(log_path)}),
         }  # fmt: skip
     with (out / "training.log").open("w") as combined:
         for game, (*_, command) in runs.items():

@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from storm_wm.benchmark.machine import PeakMemory
 from storm_wm.benchmark.run_metrics import window_rate
 from storm_wm.config import Config
 from storm_wm.errors import StormError
+from storm_wm.launch import last_line, storm_wm_argv
 from storm_wm.logs.records import records
 
 VARIANTS: dict[str, bool] = {"eager": False, "compiled": True}
@@ -150,11 +150,11 @@ def _train_command(
     preset: str, overrides: dict[str, str], seed: int, run_dir: Path, total: int, every: int
 ) -> list[str]:
     words = [word for name, value in overrides.items() for word in (f"--{name}", value)]
-    return [
-        sys.executable, "-m", "storm_wm.cli", "train", "--preset", preset, "--seed", str(seed),
-        "--run-dir", str(run_dir), "--no-progress", *words, "--train.steps", str(total),
+    return storm_wm_argv(
+        "train", "--preset", preset, "--seed", str(seed), "--run-dir", str(run_dir),
+        "--no-progress", *words, "--train.steps", str(total),
         "--train.checkpoint_every", str(every),
-    ]  # fmt: skip
+    )  # fmt: skip
 
 
 def shared_cpu_environment(runs: int) -> dict[str, str]:
@@ -187,8 +187,9 @@ def run_concurrent(
         code = process.wait()
         log.close()
         if code != 0:
-            lines = Path(log.name).read_text().strip().splitlines() or ["no output"]
-            failures.append(f"{run_dir.name} exited with {code}: {lines[-1]}")
+            failures.append(
+                f"{run_dir.name} exited with {code}: {last_line(log.name) or 'no output'}"
+            )
     if failures:
         raise StormError(f"{count} concurrent runs: " + "; ".join(failures))
     per_run = [_rate_figures(run_dir, timed_from, checkpoint_every) for run_dir in runs]
