@@ -1,8 +1,8 @@
 """Typed, frozen configuration: one dataclass per concern, named presets that stack.
 
-Every number of the paper lives here as a default (see SPEC.md); presets change a few of them
-for small machines and tests. A resolved `Config` is written to each run directory as JSON and
-read back by `eval`, `dream` and `--resume`.
+Every number of the paper lives here as a default (README, "What is implemented"); presets
+change a few of them for small machines and tests. A resolved `Config` is written to each run
+directory as JSON and read back by `eval`, `dream` and `--resume`.
 """
 
 from __future__ import annotations
@@ -158,8 +158,9 @@ class TrainConfig:
     deterministic: bool = False
     """Deterministic algorithms only, so a resumed run matches one left alone bit for bit (CPU)."""
     clear_context_on_episode_end: bool = True
-    """Forget the acting context when an episode ends (SPEC.md). The authors' code did not: its
-    policy conditioned on the previous episode's last frames."""
+    """Forget the acting context when an episode ends (the paper's acting context is the current
+    episode's). The authors' code did not: its policy conditioned on the previous episode's
+    last frames."""
     repeat_reset_seed: bool = False
     """Reset every training episode with the run's seed (the authors' code) instead of
     continuing the environment's seeded generator from one episode to the next."""

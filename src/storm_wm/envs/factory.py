@@ -48,7 +48,7 @@ def make_env(
     """Build a game whose observations are uint8 (image_size, image_size, 3) RGB frames.
 
     Every env has a Discrete action space and puts ``info["life_loss"]`` in every reset and step
-    (only Atari games ever set it True). ``protocol`` ("storm" or "standard", SPEC.md),
+    (only Atari games ever set it True). ``protocol`` ("storm" or "standard", README),
     ``max_episode_frames`` and ``life_loss`` (the rule that flags lost lives, "every" or
     "released", see LifeLossInfo) configure Atari games only; the other games accept and
     ignore them so that one config drives every game.
