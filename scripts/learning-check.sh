@@ -65,13 +65,20 @@ check_seed() {
   local started before=0
   [ -f "$run.wall_seconds" ] && before=$(cat "$run.wall_seconds")
   started=$(date +%s)
-  if ! OMP_NUM_THREADS="$threads" "$storm_wm" train --game "$game" --seed "$seed" \
-      --preset "$preset" --run-dir "$run" --resume --no-progress "${extra[@]}" \
-      >> "$run.train.log" 2>&1; then
+  OMP_NUM_THREADS="$threads" "$storm_wm" train --game "$game" --seed "$seed" \
+    --preset "$preset" --run-dir "$run" --resume --no-progress "${extra[@]}" \
+    >> "$run.train.log" 2>&1 &
+  local trainer=$! trained=0
+  # A continued run adds its time to what the earlier attempts took; the time so far is on
+  # disk every few seconds, so a check killed with its machine keeps it for the next attempt.
+  while kill -0 "$trainer" 2>/dev/null; do
+    echo $(( before + $(date +%s) - started )) > "$run.wall_seconds"; sleep 2
+  done
+  wait "$trainer" || trained=$?
+  echo $(( before + $(date +%s) - started )) > "$run.wall_seconds"
+  if [ "$trained" -ne 0 ]; then
     echo "learning-check: seed $seed: training failed; see $run.train.log" >&2; return 1
   fi
-  # A continued run adds its time to what the earlier attempts took.
-  echo $(( before + $(date +%s) - started )) > "$run.wall_seconds"
   if [ -f "$run/eval.json" ] && [ -z "$(find "$run/checkpoints" -name '*.ckpt' -newer "$run/eval.json")" ]; then
     echo "learning-check: seed $seed: already evaluated at its newest checkpoint"; return 0
   fi

@@ -1,8 +1,8 @@
 """Typed, frozen configuration: one dataclass per concern, named presets that stack.
 
-Every number of the paper lives here as a default; presets change a few of them for small
-machines and tests. A resolved `Config` is written to each run directory as JSON and read back
-by `eval`, `dream` and `--resume`.
+Every number of the paper lives here as a default (README, "What is implemented"); presets
+change a few of them for small machines and tests. A resolved `Config` is written to each run
+directory as JSON and read back by `eval`, `dream` and `--resume`.
 
 Each field is declared once, with `setting`: its default, its meaning (`storm-wm config` prints
 it), whether a resumed run may change it, whether it shapes the weights (checked when a
@@ -261,8 +261,9 @@ class TrainConfig:
     )
     clear_context_on_episode_end: bool = setting(
         True,
-        """Forget the acting context when an episode ends. The authors' code did not: its policy
-        conditioned on the previous episode's last frames.""",
+        """Forget the acting context when an episode ends (the paper's acting context is the
+        current episode's). The authors' code did not: its policy conditioned on the previous
+        episode's last frames.""",
     )
     repeat_reset_seed: bool = setting(
         False,
@@ -381,6 +382,19 @@ def _problems(data: Any) -> list[str]:
 
 
 # Presets stack on top of the paper's configuration (`atari100k` = the defaults).
+# The networks and schedule of the CPU presets (`toy`, `small`): a 1-layer transformer over
+# 16 x 16 latents, narrow encoders and heads, a short imagination of 64 x (4 + 8) steps, and
+# learning rates raised to match (1e-3 for the world model, 3e-4 for the agent).
+CPU_WORLD_MODEL: dict[str, Any] = {
+    "channels": (8, 16, 16, 16), "categoricals": 16, "classes": 16, "hidden": 128, "layers": 1,
+    "heads": 4, "feedforward": 256, "head_hidden": 128, "max_length": 32, "batch_size": 8,
+    "sequence_length": 16, "learning_rate": 1e-3,
+}  # fmt: skip
+CPU_AGENT: dict[str, Any] = {
+    "hidden": 128, "imagination_batch": 64, "context_length": 4, "horizon": 8,
+    "learning_rate": 3e-4,
+}  # fmt: skip
+
 PRESETS: dict[str, dict[str, Any]] = {
     DEFAULT_PRESET: {},
     "debug": {
@@ -411,15 +425,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         # faster learning rates, and a larger entropy bonus (the returns of catch lie in [0, 1],
         # so the advantages are small next to 3e-4 of entropy in the paper's setting).
         "env": {"game": "toy:catch"},
-        "world_model": {
-            "channels": (8, 16, 16, 16), "categoricals": 16, "classes": 16, "hidden": 128,
-            "layers": 1, "heads": 4, "feedforward": 256, "head_hidden": 128, "max_length": 32,
-            "batch_size": 8, "sequence_length": 16, "learning_rate": 1e-3,
-        },
-        "agent": {
-            "hidden": 128, "imagination_batch": 64, "context_length": 4, "horizon": 8,
-            "learning_rate": 3e-4, "entropy_scale": 1e-3,
-        },
+        "world_model": CPU_WORLD_MODEL,
+        "agent": {**CPU_AGENT, "entropy_scale": 1e-3},
         "train": {
             "steps": 2_800, "warmup_steps": 300, "train_every": 1, "eval_episodes": 20,
             "checkpoint_every": 1_000, "log_every": 100, "replay_capacity": 10_000,
@@ -429,15 +436,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # (docs/results.md). Only sizes and schedule differ from the paper; the algorithm, the
     # protocol and the evaluation are the paper's.
     "small": {
-        "world_model": {
-            "channels": (8, 16, 16, 16), "categoricals": 16, "classes": 16, "hidden": 128,
-            "layers": 1, "heads": 4, "feedforward": 256, "head_hidden": 128, "max_length": 32,
-            "batch_size": 8, "sequence_length": 16, "learning_rate": 1e-3,
-        },
-        "agent": {
-            "hidden": 128, "imagination_batch": 64, "context_length": 4, "horizon": 8,
-            "learning_rate": 3e-4,
-        },
+        "world_model": CPU_WORLD_MODEL,
+        "agent": CPU_AGENT,
         "train": {"steps": 30_000, "checkpoint_every": 5_000},
     },
     # Networks for a pipeline smoke test (stack it: toy+tiny): a training step takes

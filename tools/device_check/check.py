@@ -275,6 +275,9 @@ def _run_stage(
         arguments = (*plan.bench_arguments, *bench_extra)  # later options win
         return run_bench(arguments, out, limit, plan.bench_environment)
     seconds, grace = training_seconds(plan, budget, limit)
+    if seconds < 1.0:  # the stages before it used the budget: starting runs would only kill them
+        print("device check: training not started: no time left in the budget", flush=True)
+        return {"status": "timed out", "reason": "no time left in the budget to train"}
     print(f"device check: training {', '.join(GAMES)} at once for {seconds:.0f} s", flush=True)
     work = Path(tempfile.mkdtemp(prefix="storm-wm-device-check-"))
     try:

@@ -293,6 +293,7 @@ def run_training(
     except Interrupted:
         interrupted, stop_grace = True, min(stop_grace, STOP_SECONDS)
     ran = time.monotonic() - started
+    stopped = {game: runs[game][0].poll() is None for game in runs}  # by the check, not by failing
     for process in processes:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)  # stops the loop with a last checkpoint
@@ -311,9 +312,11 @@ def run_training(
         games_figures[game] = {
             "returncode": code,
             "status": "stopped with a checkpoint" if stopped_cleanly
-            else "finished" if code == 0 else "killed" if killed[game] else "failed",
+            else "finished" if code == 0 else "killed" if killed[game]
+            else "stopped before its loop began" if stopped[game] else "failed",
             **_run_figures(run_dir),
-            **({} if stopped_cleanly or code == 0 else {"error": last_line(log_path)}),
+            **({} if stopped_cleanly or code == 0 or stopped[game]
+               else {"error": last_line(log_path)}),
         }  # fmt: skip
     with (out / "training.log").open("w") as combined:
         for game, (*_, command) in runs.items():
@@ -323,10 +326,16 @@ def run_training(
     ok = all(
         run["status"] in ("stopped with a checkpoint", "finished") for run in games_figures.values()
     )
+    statuses = {run["status"] for run in games_figures.values()}
     if interrupted:
         status = "partial" if any(rate is not None for rate in rates) else "interrupted"
+    elif ok:
+        status = "ok"
+    elif statuses <= {"stopped with a checkpoint", "finished", "stopped before its loop began"}:
+        # Too little time for a run to reach its loop (the stages before it used the budget).
+        status = "partial" if any(rate is not None for rate in rates) else "timed out"
     else:
-        status = "ok" if ok else "failed"
+        status = "failed"
     return {
         "status": status,
         "interrupted": interrupted,

@@ -189,7 +189,8 @@ def _loop_lines(bench: dict[str, Any]) -> list[str]:
 
 def _training_lines(training: dict[str, Any]) -> list[str]:
     if "games" not in training:
-        return [f"training: {training['status']}"]
+        reason = f" ({training['reason']})" if "reason" in training else ""
+        return [f"training: {training['status']}{reason}"]
     lines = [
         f"training (preset {training['preset']}, {training['concurrent_runs']} at once, "
         f"{training['seconds']:.0f} s): {training['status']}",

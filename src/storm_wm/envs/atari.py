@@ -1,4 +1,5 @@
-"""Atari through the ALE, preprocessed the way SPEC.md's two evaluation protocols say.
+"""Atari through the ALE, preprocessed the way the README's two evaluation protocols say
+("Environments").
 
 gymnasium's ``AtariPreprocessing`` is not used: when an episode ends in the middle of a
 frame skip it returns the previous step's frame instead of the last frames actually played,
@@ -37,7 +38,7 @@ NOOP_ACTION = 0
 
 @dataclass(frozen=True)
 class AtariProtocol:
-    """How an evaluation protocol configures the ALE (SPEC.md, "Observations and environment")."""
+    """How an evaluation protocol configures the ALE (README, "Environments")."""
 
     repeat_action_probability: float
     """Sticky actions: chance that each emulator frame repeats the previous frame's action."""
@@ -77,7 +78,7 @@ class AtariFrameSkip(gym.Wrapper):
     """Repeat each action for 4 ALE frames, sum the rewards and return the max of the last 2 frames.
 
     The max removes the flicker of sprites drawn only on every other frame. The pooled frame is
-    resized to ``image_size`` square with area interpolation (SPEC.md). With ``noop_max > 0``,
+    resized to ``image_size`` square with area interpolation. With ``noop_max > 0``,
     reset plays a uniform 1..noop_max NOOP frames so that deterministic games start in varied
     states. Only frames of the current step are pooled: a step cut short by the episode's end
     after one frame returns that frame alone.
@@ -175,7 +176,7 @@ class LifeLossInfo(gym.Wrapper):
     loss there; DemonAttack reports 1 then 4, so only the loss of the last life is flagged.
 
     The trainer stores ``terminated or life_loss`` as the replay buffer's termination flag
-    (SPEC.md); the episode itself goes on until game over or the frame cap.
+    (README, "Environments"); the episode itself goes on until game over or the frame cap.
     """
 
     def __init__(self, env: gym.Env, rule: LifeLossRule = "every") -> None:

@@ -30,7 +30,7 @@ class PixelObservation(gym.Wrapper):
     """Resize image observations to ``image_size`` square RGB, and report no life losses.
 
     Grayscale frames are repeated over three channels so that every game feeds the same
-    encoder. Area interpolation, as for Atari (SPEC.md).
+    encoder. Area interpolation, as for Atari.
     """
 
     def __init__(self, env: gym.Env, *, image_size: int) -> None:
