@@ -1,4 +1,4 @@
-"""make_env on the real ALE ROMs and on tiny gym envs: the facts SPEC.md's protocols fix."""
+"""make_env on real ALE ROMs and on tiny gym envs: what the protocols fix (docs/algorithm.md)."""
 
 import cv2
 import gymnasium as gym

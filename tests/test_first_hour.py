@@ -79,7 +79,7 @@ def copy_run(source: Path, tmp_path: Path) -> Path:
     return run_dir
 
 
-# Item 19: --version, `storm-wm config`, "did you mean".
+# --version, `storm-wm config` and "did you mean" suggestions.
 
 
 def test_version_and_the_config_listing() -> None:
@@ -108,7 +108,7 @@ def test_misspelled_field_suggests_the_closest_and_points_at_the_listing(tmp_pat
     assert not (tmp_path / "run").exists()
 
 
-# Item 6: nothing is created before everything is validated.
+# Validation happens before anything is created.
 
 
 @pytest.mark.parametrize(
@@ -141,7 +141,7 @@ def test_after_a_refusal_the_corrected_command_works(tmp_path: Path) -> None:
     assert json.loads((run_dir / "config.json").read_text())["seed"] == 0
 
 
-# Item 1: the start says when a CPU faces a GPU workload.
+# The start says when a CPU faces a GPU workload.
 
 
 def test_paper_update_flops_match_the_measured_step() -> None:
@@ -176,7 +176,7 @@ def test_small_runs_start_without_a_measurement(monkeypatch, capsys) -> None:
     assert capsys.readouterr().err == ""
 
 
-# Item 2: time left per phase.
+# The time left is told per phase.
 
 
 def test_time_left_models_warm_up_and_training_separately() -> None:
@@ -195,7 +195,7 @@ def test_time_left_models_warm_up_and_training_separately() -> None:
     assert format_duration(3725) == "1:02:05" and format_duration(42) == "0:42"
 
 
-# Item 3: a stop request is acknowledged at once.
+# A stop request is acknowledged at once.
 
 
 def test_first_signal_is_acknowledged_at_once() -> None:
@@ -228,7 +228,7 @@ def test_ctrl_c_says_so_then_saves(tmp_path: Path) -> None:
     assert "stopped by SIGINT" in stdout and "train --resume" in stdout
 
 
-# Item 4: `make train` twice continues the run; hints work as typed.
+# `make train` twice continues the run; hints work as typed.
 
 
 def test_bare_resume_starts_then_continues_its_own_run(tmp_path: Path) -> None:
@@ -259,7 +259,7 @@ def test_hints_name_the_console_as_it_can_be_typed(monkeypatch, tmp_path: Path) 
     assert hints.command("eval", "x") == f"'{bin_dir / 'python'}' -m storm_wm.cli eval x"
 
 
-# Item 8: bookkeeping may change on resume.
+# Bookkeeping may change on resume.
 
 
 def test_resume_may_change_bookkeeping_but_not_the_experiment(
@@ -279,7 +279,7 @@ def test_resume_may_change_bookkeeping_but_not_the_experiment(
     assert "agent.gamma 0.985 vs 0.9" in error_line(refused)
 
 
-# Item 9: one process per run.
+# One process per run.
 
 
 def test_a_second_process_on_the_run_is_refused_naming_the_holder(
@@ -312,7 +312,7 @@ def test_a_stale_lock_of_a_killed_process_is_taken_over(finished_run: Path, tmp_
     assert not (run_dir / RUN_LOCK).exists()
 
 
-# Item 7: a bad replay chunk never condemns intact checkpoints.
+# A bad replay chunk never condemns intact checkpoints.
 
 
 def test_missing_replay_chunk_resumes_with_what_remains(
@@ -336,7 +336,7 @@ def test_missing_replay_chunk_resumes_with_what_remains(
     assert cli.main(["eval", str(run_dir), "--episodes", "1", "--device", "cpu"]) == 0
 
 
-# Item 12: a checkpoint that would run code is set aside like a corrupt one.
+# A checkpoint that would run code is set aside like a corrupt one.
 
 
 class RunsCode:
@@ -377,7 +377,7 @@ def test_unsafe_checkpoint_is_refused_in_our_words_and_resume_falls_back(
     assert not marker.exists()
 
 
-# Item 10: TensorBoard is flushed with each checkpoint and fails in one line.
+# TensorBoard is flushed with each checkpoint and fails in one line.
 
 
 def read_scalars(directory: Path) -> list[tuple[int, str]]:

@@ -1,4 +1,4 @@
-"""Architecture facts: parameter counts from SPEC.md, the KV cache, shapes and losses."""
+"""Architecture facts: parameter counts from docs/algorithm.md, the KV cache, shapes and losses."""
 
 import dataclasses
 
@@ -11,7 +11,7 @@ from storm_wm.imagination import Imagination
 from storm_wm.models import ActorCritic, WorldModel
 from storm_wm.models.transformer import StochasticTransformer
 
-SPEC_COUNTS_A6 = {
+COUNTS_A6 = {
     "encoder": 690_624,
     "transformer": 5_026_816,
     "posterior_prior_heads": 4_720_640,
@@ -25,9 +25,9 @@ SPEC_COUNTS_A6 = {
 }
 
 
-def test_parameter_counts_equal_the_spec():
+def test_parameter_counts_equal_the_documented_ones():
     config = build_config("atari100k")
-    assert parameter_counts(config, 6) == SPEC_COUNTS_A6
+    assert parameter_counts(config, 6) == COUNTS_A6
     assert parameter_counts(config, 4)["world_model"] == 16_505_987
     assert parameter_counts(config, 18)["world_model"] == 16_513_155
 

@@ -1,8 +1,8 @@
 """Typed, frozen configuration: one dataclass per concern, named presets that stack.
 
-Every number of the paper lives here as a default (README, "What is implemented"); presets
-change a few of them for small machines and tests. A resolved `Config` is written to each run
-directory as JSON and read back by `eval`, `dream` and `--resume`.
+Every number of the paper lives here as a default (docs/algorithm.md says what each does and
+why); presets change a few of them for small machines and tests. A resolved `Config` is
+written to each run directory as JSON and read back by `eval`, `dream` and `--resume`.
 
 Each field is declared once, with `setting`: its default, its meaning (`storm-wm config` prints
 it), whether a resumed run may change it, whether it shapes the weights (checked when a
@@ -433,8 +433,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
     },
     # STORM for a CPU: the whole agent learns Atari games within about an hour on 2 cores
-    # (docs/results.md). Only sizes and schedule differ from the paper; the algorithm, the
-    # protocol and the evaluation are the paper's.
+    # (docs/algorithm.md#10-presets). Only sizes and schedule differ from the paper; the
+    # algorithm, the protocol and the evaluation are the paper's.
     "small": {
         "world_model": CPU_WORLD_MODEL,
         "agent": CPU_AGENT,

@@ -4,17 +4,9 @@ Besides the returns, the episodes it plays serve as held-out data for the world 
 were never in the training replay, so windows cut from them measure how well the model
 predicts open loop on data it has not fitted (`storm_wm.diagnostics`).
 
-Two bookkeepings (`--bookkeeping`, default `train.eval_bookkeeping`):
-
-- `whole` (ours): the requested episodes are started with fixed seeds and every one is played
-  to its end, every reward counted. Which episodes are kept does not depend on their length,
-  so the mean is unbiased.
-- `released` (the authors' eval script): 5 environments play on and the first episodes to
-  finish are kept; an episode's final reward is added to the sum of that environment's *next*
-  episode. Each environment's first episode loses its final reward and every later one gains
-  its predecessor's; short episodes are over-represented. On a perfect Pong agent (21-0, every
-  episode equally long) the first 5 of 20 kept episodes read 20 and the other 15 read 21:
-  mean 20.75 instead of 21.
+Two bookkeepings (`--bookkeeping`, default `train.eval_bookkeeping`): `whole`, every episode
+played to its end (an unbiased mean), and `released`, the authors' eval script
+(docs/algorithm.md#7-evaluation-protocol).
 """
 
 from __future__ import annotations

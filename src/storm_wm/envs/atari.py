@@ -1,16 +1,7 @@
-"""Atari through the ALE, preprocessed the way the README's two evaluation protocols say
-("Environments").
-
-gymnasium's ``AtariPreprocessing`` is not used: when an episode ends in the middle of a
-frame skip it returns the previous step's frame instead of the last frames actually played,
-so the terminal observation the world model learns from would be stale.
-
-Sticky actions are drawn here, not by the ALE. The ALE keeps the action it played on the last
-frame (the one a sticky frame repeats) outside the state that ``cloneState`` saves, so an
-emulator restored from a checkpoint repeated a different action than the run left alone and
-the game drifted apart within frames. Drawn by the wrapper, from the env's NumPy generator
-and with the previous action kept as a plain attribute, the whole environment state is ours
-to save (persistence/env_state.py), and a resumed episode continues exactly.
+"""Atari through the ALE, preprocessed as the two evaluation protocols say, with sticky actions
+drawn by our frame-skip wrapper so that a checkpoint saves the whole environment state
+(docs/algorithm.md#2-observations-and-environments says why, and why not
+gymnasium's ``AtariPreprocessing``).
 """
 
 from __future__ import annotations
@@ -38,7 +29,7 @@ NOOP_ACTION = 0
 
 @dataclass(frozen=True)
 class AtariProtocol:
-    """How an evaluation protocol configures the ALE (README, "Environments")."""
+    """How an evaluation protocol configures the ALE (docs/algorithm.md, section 2)."""
 
     repeat_action_probability: float
     """Sticky actions: chance that each emulator frame repeats the previous frame's action."""
@@ -171,12 +162,10 @@ class LifeLossInfo(gym.Wrapper):
     ``every`` flags each step on which the ALE's life counter is below its value on the step
     before. ``released`` is the authors' wrapper: it records the counter at reset and flags a
     step only when the counter falls below that record, which it then lowers to the counter;
-    a rise never raises it. The rules differ on games whose counter rises just after reset:
-    Amidar reports 0 lives at reset and 11 one frame later, so ``released`` never flags a life
-    loss there; DemonAttack reports 1 then 4, so only the loss of the last life is flagged.
-
-    The trainer stores ``terminated or life_loss`` as the replay buffer's termination flag
-    (README, "Environments"); the episode itself goes on until game over or the frame cap.
+    a rise never raises it, so games whose counter rises just after reset (Amidar) flag fewer
+    losses. The trainer stores ``terminated or life_loss`` as the replay buffer's termination
+    flag; the episode itself goes on until game over or the frame cap
+    (docs/algorithm.md#2-observations-and-environments).
     """
 
     def __init__(self, env: gym.Env, rule: LifeLossRule = "every") -> None:
