@@ -71,11 +71,17 @@ def write_tiny_run(path: Path, step: int = 100, **overrides) -> Path:
     config, models = build_tiny_models(**overrides)
     path.mkdir(parents=True, exist_ok=True)
     config.save(path / "config.json")
-    save_checkpoint(path, step, {
-        "game": TINY_GAME, "num_actions": TINY_ACTIONS, "config": config.to_dict(),
-        "world_model": models.world_model.state_dict(),
-        "actor_critic": models.actor_critic.state_dict(),
-    })  # fmt: skip
+    save_checkpoint(
+        path,
+        step,
+        {
+            "game": TINY_GAME,
+            "num_actions": TINY_ACTIONS,
+            "config": config.to_dict(),
+            "world_model": models.world_model.state_dict(),
+            "actor_critic": models.actor_critic.state_dict(),
+        },
+    )
     return path
 
 

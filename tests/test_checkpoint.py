@@ -330,8 +330,11 @@ def test_nonfinite_update_is_skipped_and_changes_nothing(monkeypatch) -> None:
         return loss * float("nan"), metrics
 
     monkeypatch.setattr(type(models.world_model), "loss", nan_loss)
-    monkeypatch.setattr(type(models.actor_critic), "loss", lambda self, *a: (
-        torch.tensor(float("inf"), requires_grad=True), {}))  # fmt: skip
+    monkeypatch.setattr(
+        type(models.actor_critic),
+        "loss",
+        lambda self, *a: (torch.tensor(float("inf"), requires_grad=True), {}),
+    )
     for count in (1, 2):
         metrics = trainer.train_step(replay, rng)
         assert trainer.nonfinite.streaks == {"world_model": count, "agent": count}
@@ -369,8 +372,9 @@ def test_trainer_state_round_trip() -> None:
     buffer = io.BytesIO()
     torch.save(trainer.state_dict(), buffer)
     buffer.seek(0)
-    other = Trainer(build_models(config, 3, torch.device("cpu")), config, torch.device("cpu"),
-                    torch.float32)  # fmt: skip
+    other = Trainer(
+        build_models(config, 3, torch.device("cpu")), config, torch.device("cpu"), torch.float32
+    )
     other.load_state_dict(torch.load(buffer, weights_only=True))
     assert int(other.nonfinite.skipped) == 3
     saved = trainer.world_model_optimizer.state_dict()["state"][0]["exp_avg"]

@@ -18,10 +18,15 @@ from storm_wm.run.train import train
 
 # This file's training schedule, on the tiny preset's networks (stacked on toy).
 SCHEDULE = {
-    "train.steps": 60, "train.warmup_steps": 20, "train.checkpoint_every": 20,
-    "train.log_every": 20, "train.train_every": 4, "train.checkpoint_keep": 2,
-    "train.diagnostics_every": 0, "train.video_every": 0,
-}  # fmt: skip
+    "train.steps": 60,
+    "train.warmup_steps": 20,
+    "train.checkpoint_every": 20,
+    "train.log_every": 20,
+    "train.train_every": 4,
+    "train.checkpoint_keep": 2,
+    "train.diagnostics_every": 0,
+    "train.video_every": 0,
+}
 
 
 def test_jobs_run_in_order_one_at_a_time_off_the_calling_thread():
@@ -124,10 +129,13 @@ def test_async_training_writes_chunk_then_checkpoint_off_the_loop_and_ends_with_
     assert {thread for _, thread in writes} == {"storm-wm checkpoint writer"}
     names = [name for name, _ in writes]
     assert names == [
-        "chunk_000000000_000000020.npz", "step_000000020.ckpt",
-        "chunk_000000020_000000040.npz", "step_000000040.ckpt",
-        "chunk_000000040_000000060.npz", "step_000000060.ckpt",
-    ]  # fmt: skip
+        "chunk_000000000_000000020.npz",
+        "step_000000020.ckpt",
+        "chunk_000000020_000000040.npz",
+        "step_000000040.ckpt",
+        "chunk_000000040_000000060.npz",
+        "step_000000060.ckpt",
+    ]
     assert [step for step, _ in list_checkpoints(run_dir)] == [40, 60]  # checkpoint_keep 2
     last = load_checkpoint(run_dir / "checkpoints" / "step_000000060.ckpt")
     assert last["step"] == 60 and last["loop"]["step"] == 60

@@ -45,8 +45,11 @@ def test_tiny_preset_shrinks_the_networks_and_keeps_the_schedule_under_it():
     assert (wm.learning_rate, agent.learning_rate, agent.entropy_scale) == (1e-3, 3e-4, 1e-3)
     assert (agent.context_length, agent.horizon) == (4, 8)
     assert (train.steps, train.warmup_steps, train.train_every, train.eval_episodes) == (
-        2_800, 300, 1, 20,
-    )  # fmt: skip
+        2_800,
+        300,
+        1,
+        20,
+    )
     assert (train.checkpoint_every, train.log_every, train.replay_capacity) == (1_000, 100, 10_000)
 
 

@@ -29,14 +29,25 @@ pytestmark = [
 ]
 
 SMALL = {
-    "world_model.hidden": 64, "world_model.layers": 2, "world_model.heads": 4,
-    "world_model.feedforward": 128, "world_model.head_hidden": 64,
-    "world_model.channels": "8,16,16,16", "world_model.categoricals": 8,
-    "world_model.classes": 8, "world_model.bins": 33, "world_model.batch_size": 4,
-    "world_model.sequence_length": 16, "world_model.dropout": 0.0, "agent.hidden": 64,
-    "agent.bins": 33, "agent.imagination_batch": 64, "agent.context_length": 4,
-    "agent.horizon": 6, "env.image_size": 32,
-}  # fmt: skip
+    "world_model.hidden": 64,
+    "world_model.layers": 2,
+    "world_model.heads": 4,
+    "world_model.feedforward": 128,
+    "world_model.head_hidden": 64,
+    "world_model.channels": "8,16,16,16",
+    "world_model.categoricals": 8,
+    "world_model.classes": 8,
+    "world_model.bins": 33,
+    "world_model.batch_size": 4,
+    "world_model.sequence_length": 16,
+    "world_model.dropout": 0.0,
+    "agent.hidden": 64,
+    "agent.bins": 33,
+    "agent.imagination_batch": 64,
+    "agent.context_length": 4,
+    "agent.horizon": 6,
+    "env.image_size": 32,
+}
 
 
 def device() -> torch.device:
@@ -154,9 +165,13 @@ def test_compiled_acting_on_cuda_matches_eager_in_bf16():
 
     def policy(compile: bool) -> Policy:
         return Policy(
-            models, config.train, 16, np.random.default_rng(0), dtype=torch.bfloat16,
+            models,
+            config.train,
+            16,
+            np.random.default_rng(0),
+            dtype=torch.bfloat16,
             compile=compile,
-        )  # fmt: skip
+        )
 
     eager, compiled = policy(False), policy(True)
     frames = np.random.default_rng(5).integers(0, 256, (10, 16, 32, 32, 3), dtype=np.uint8)

@@ -27,10 +27,16 @@ from storm_wm.training.update import NonfiniteCounters, adam
 
 # The networks and schedule these tests run on: toy+tiny with these fields changed.
 TINY_CHANGES = {
-    "world_model.hidden": 32, "world_model.feedforward": 32, "world_model.bins": 17,
-    "world_model.sequence_length": 6, "world_model.dropout": 0.0, "agent.bins": 17,
-    "agent.imagination_batch": 3, "agent.context_length": 3, "agent.horizon": 4,
-}  # fmt: skip
+    "world_model.hidden": 32,
+    "world_model.feedforward": 32,
+    "world_model.bins": 17,
+    "world_model.sequence_length": 6,
+    "world_model.dropout": 0.0,
+    "agent.bins": 17,
+    "agent.imagination_batch": 3,
+    "agent.context_length": 3,
+    "agent.horizon": 4,
+}
 
 
 def test_device_replay_samples_exactly_the_windows_of_the_host_replay():
@@ -40,8 +46,9 @@ def test_device_replay_samples_exactly_the_windows_of_the_host_replay():
     for replay in (host, mirrored):  # restored in bulk past the capacity, then stepped: a wrap
         replay.extend(frames[:70], actions[:70], rewards[:70], terminations[:70])
         for index in range(70, 130):
-            replay.add(frames[index], int(actions[index]), float(rewards[index]),
-                       bool(terminations[index]))  # fmt: skip
+            replay.add(
+                frames[index], int(actions[index]), float(rewards[index]), bool(terminations[index])
+            )
     assert mirrored.mirror is not None and host.mirror is None
     for name in ("frames", "actions", "rewards", "terminations"):
         np.testing.assert_array_equal(getattr(mirrored.mirror, name).numpy(), getattr(host, name))
@@ -118,9 +125,10 @@ def test_update_skipped_on_the_device_changes_nothing_and_a_finite_one_changes_a
     module = trainer.models.world_model if broken == "world_model" else trainer.models.actor_critic
     real_loss = type(module).loss
     monkeypatch.setattr(
-        type(module), "loss", lambda self, *args: (
-            real_loss(self, *args)[0] * float("nan"), real_loss(self, *args)[1])
-    )  # fmt: skip
+        type(module),
+        "loss",
+        lambda self, *args: (real_loss(self, *args)[0] * float("nan"), real_loss(self, *args)[1]),
+    )
     metrics = trainer.train_step(replay, rng, step=2)
     after = state_of(trainer)
     prefix = "world_model" if broken == "world_model" else "actor_critic"
@@ -228,9 +236,13 @@ def acting_policies(compiled: bool, act_on_posterior: bool = False):
 
     def policy(compile: bool) -> Policy:
         return Policy(
-            models, config.train, 4, np.random.default_rng(0), dtype=torch.float32,
+            models,
+            config.train,
+            4,
+            np.random.default_rng(0),
+            dtype=torch.float32,
             compile=compile,
-        )  # fmt: skip
+        )
 
     eager, padded = policy(False), policy(True)
     if not compiled:
@@ -266,12 +278,19 @@ def test_padding_at_the_end_never_changes_the_action_of_a_context(act_on_posteri
         for row, (index, (context, actions)) in enumerate(zip(rows, contexts, strict=True)):
             length = len(actions)
             (alone,) = act_on_padded_context(
-                eager.world_model, eager.actor_critic, torch.from_numpy(context)[None],
-                torch.tensor([actions]), torch.tensor([length]),
-                torch.from_numpy(frame[index : index + 1]), posterior[row : row + 1, :length],
-                prior[row : row + 1], current[row : row + 1], action_noise[row : row + 1],
-                act_on_posterior, False,
-            )  # fmt: skip
+                eager.world_model,
+                eager.actor_critic,
+                torch.from_numpy(context)[None],
+                torch.tensor([actions]),
+                torch.tensor([length]),
+                torch.from_numpy(frame[index : index + 1]),
+                posterior[row : row + 1, :length],
+                prior[row : row + 1],
+                current[row : row + 1],
+                action_noise[row : row + 1],
+                act_on_posterior,
+                False,
+            )
             assert int(alone[0]) == chosen[-1][index], (step, index)
     assert len(set(np.stack(chosen).flatten().tolist())) > 1  # not a constant policy
 
@@ -326,8 +345,12 @@ def test_compiled_imagination_and_acting_compute_the_eager_function(capsys):
 def _compiled_equals_eager() -> None:
     config, models = tiny_models(3, **{"train.compile": True, "agent.horizon": 2})
     compiled = Trainer(models, config, torch.device("cpu"), torch.float32)
-    eager = Trainer(models, dataclasses.replace(config, train=dataclasses.replace(
-        config.train, compile=False)), torch.device("cpu"), torch.float32)  # fmt: skip
+    eager = Trainer(
+        models,
+        dataclasses.replace(config, train=dataclasses.replace(config.train, compile=False)),
+        torch.device("cpu"),
+        torch.float32,
+    )
     assert isinstance(compiled.imagination.function, CompiledFunction)
     replay = ReplayBuffer(100, (16, 16, 3))
     replay.extend(*random_steps(100, 3, (16, 16, 3), 0.2))

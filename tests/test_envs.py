@@ -138,8 +138,9 @@ def test_each_frame_repeats_the_previous_frames_action_a_quarter_of_the_time(pro
     previous = [NOOP, *frames[:-1]]
     assert all(p in (a, before) for p, a, before in zip(frames, asked, previous, strict=True))
     # Frames asked for another action than the one before: how often did they repeat it?
-    could_stick = [(p, before) for p, a, before in zip(frames, asked, previous, strict=True)
-                   if a != before]  # fmt: skip
+    could_stick = [
+        (p, before) for p, a, before in zip(frames, asked, previous, strict=True) if a != before
+    ]
     repeated = np.mean([p == before for p, before in could_stick])
     if protocol == "standard":
         assert repeated == 0.0

@@ -314,9 +314,11 @@ def test_eval_shows_progress_and_sigint_keeps_the_finished_episodes(make_run_dir
     # must still stop on Ctrl-C.
     process = subprocess.Popen(
         [*command, "1000000", "--envs", "2", "--diagnostic-windows", "0"],
-        stderr=subprocess.PIPE, text=True, env=environment,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
-    )  # fmt: skip
+    )
     first = ""
     for _ in range(50):  # past any library warning, to the first progress line
         first = process.stderr.readline()

@@ -39,9 +39,13 @@ from storm_wm.text import format_duration
 
 # This file's training schedule, on the tiny preset's networks (stacked on toy).
 SCHEDULE = {
-    "train.warmup_steps": 40, "train.checkpoint_every": 40, "train.log_every": 20,
-    "train.train_every": 4, "train.video_every": 0, "train.diagnostics_every": 0,
-}  # fmt: skip
+    "train.warmup_steps": 40,
+    "train.checkpoint_every": 40,
+    "train.log_every": 20,
+    "train.train_every": 4,
+    "train.video_every": 0,
+    "train.diagnostics_every": 0,
+}
 SCHEDULE_ARGS = [item for name, value in SCHEDULE.items() for item in (f"--{name}", str(value))]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 STEPS = 120
@@ -54,9 +58,17 @@ def storm_wm(*arguments: str, timeout: float = 300) -> subprocess.CompletedProce
 
 def train_arguments(run_dir: Path, *extra: str) -> list[str]:
     return [
-        "train", "--preset", "toy+tiny", "--steps", str(STEPS), *SCHEDULE_ARGS, "--no-progress",
-        "--run-dir", str(run_dir), *extra,
-    ]  # fmt: skip
+        "train",
+        "--preset",
+        "toy+tiny",
+        "--steps",
+        str(STEPS),
+        *SCHEDULE_ARGS,
+        "--no-progress",
+        "--run-dir",
+        str(run_dir),
+        *extra,
+    ]
 
 
 def error_line(result: subprocess.CompletedProcess) -> str:
@@ -100,8 +112,15 @@ def test_version_and_the_config_listing() -> None:
 
 
 def test_misspelled_field_suggests_the_closest_and_points_at_the_listing(tmp_path: Path) -> None:
-    result = storm_wm("train", "--preset", "toy", "--train.checkpoint_kep", "3",
-                      "--run-dir", str(tmp_path / "run"))  # fmt: skip
+    result = storm_wm(
+        "train",
+        "--preset",
+        "toy",
+        "--train.checkpoint_kep",
+        "3",
+        "--run-dir",
+        str(tmp_path / "run"),
+    )
     line = error_line(result)
     assert "unknown config field 'train.checkpoint_kep'" in line
     assert "did you mean train.checkpoint_keep" in line and "storm-wm config" in line
@@ -119,11 +138,12 @@ def test_misspelled_field_suggests_the_closest_and_points_at_the_listing(tmp_pat
         (["--agent.learning_rate", "inf"], "agent.learning_rate must be a finite"),
         (["--game", "gym:CartPole-v1"], "needs images"),
         pytest.param(
-            ["--device", "cuda"], "CUDA is not available",
+            ["--device", "cuda"],
+            "CUDA is not available",
             marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available"),
         ),
     ],
-)  # fmt: skip
+)
 def test_refused_input_leaves_no_run_directory(tmp_path: Path, bad: list[str], named: str) -> None:
     run_dir = tmp_path / "runs" / "run"
     for mode in ([], ["--resume"]):
@@ -186,8 +206,10 @@ def test_time_left_models_warm_up_and_training_separately() -> None:
     for _ in range(100):  # warm-up: 10 ms a step
         now[0] += 0.01
         clock.tick(True)
-    assert clock.describe(900, 99_000) == "warm-up 0:09 left, then 99000 training steps " \
-        "(ETA once a few have run)"  # fmt: skip
+    assert (
+        clock.describe(900, 99_000) == "warm-up 0:09 left, then 99000 training steps "
+        "(ETA once a few have run)"
+    )
     for _ in range(4):  # training: 30 s a step
         now[0] += 30.0
         clock.tick(False)
@@ -266,8 +288,18 @@ def test_resume_may_change_bookkeeping_but_not_the_experiment(
     finished_run: Path, tmp_path: Path
 ) -> None:
     run_dir = copy_run(finished_run, tmp_path)
-    changed = ["--train.checkpoint_keep", "3", "--train.log_every", "40", "--device", "cpu",
-               "--train.checkpoint_every", "80", "--steps", "200"]  # fmt: skip
+    changed = [
+        "--train.checkpoint_keep",
+        "3",
+        "--train.log_every",
+        "40",
+        "--device",
+        "cpu",
+        "--train.checkpoint_every",
+        "80",
+        "--steps",
+        "200",
+    ]
     result = storm_wm("train", "--resume", str(run_dir), "--no-progress", *changed)
     assert result.returncode == 0, result.stderr[-2000:]
     saved = json.loads((run_dir / "config.json").read_text())
@@ -298,11 +330,17 @@ def test_a_second_process_on_the_run_is_refused_naming_the_holder(
 def test_a_stale_lock_of_a_killed_process_is_taken_over(finished_run: Path, tmp_path: Path) -> None:
     run_dir = copy_run(finished_run, tmp_path)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
-         "from storm_wm.run.directory import run_lock\n"
-         f"with run_lock(Path({str(run_dir)!r})):\n print('held', flush=True); time.sleep(600)"],
-        env={**ENV, "PYTHONPATH": os.pathsep.join(sys.path)}, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; "
+            "from storm_wm.run.directory import run_lock\n"
+            f"with run_lock(Path({str(run_dir)!r})):\n print('held', flush=True); time.sleep(600)",
+        ],
+        env={**ENV, "PYTHONPATH": os.pathsep.join(sys.path)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "held"
     holder.kill()
     holder.wait()

@@ -33,9 +33,17 @@ def test_parameter_counts_equal_the_documented_ones():
 
 
 SMALL = WorldModelConfig(
-    channels=(8, 16), categoricals=4, classes=4, hidden=32, layers=2, heads=4,
-    feedforward=64, head_hidden=32, max_length=16, dropout=0.1,
-)  # fmt: skip
+    channels=(8, 16),
+    categoricals=4,
+    classes=4,
+    hidden=32,
+    layers=2,
+    heads=4,
+    feedforward=64,
+    head_hidden=32,
+    max_length=16,
+    dropout=0.1,
+)
 
 
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 1e-5), (torch.bfloat16, 3e-2)])
@@ -63,10 +71,14 @@ def test_rolling_cache_equals_the_full_causal_pass_and_restarts_from_its_last_to
     actions = torch.randint(0, 5, (2, 11))
     cache = transformer.new_cache(2, rolling=True)  # starts again from its last 4 tokens
     with torch.no_grad():
-        features = torch.cat([transformer.step(latents[:, :5], actions[:, :5], cache)] + [
-            transformer.step(latents[:, t : t + 1], actions[:, t : t + 1], cache)
-            for t in range(5, 11)
-        ], dim=1)  # fmt: skip
+        features = torch.cat(
+            [transformer.step(latents[:, :5], actions[:, :5], cache)]
+            + [
+                transformer.step(latents[:, t : t + 1], actions[:, t : t + 1], cache)
+                for t in range(5, 11)
+            ],
+            dim=1,
+        )
         at_once = transformer.step(latents, actions, transformer.new_cache(2, rolling=True))
         torch.testing.assert_close(features[:, :8], transformer(latents[:, :8], actions[:, :8]))
         # Token 8 finds the cache full: it is fed after tokens 4..7, from position 0.
@@ -108,9 +120,12 @@ def test_world_model_loss_terms_and_gradients():
     terminations = torch.zeros(2, 6, dtype=torch.bool)
     loss, metrics = model.loss(frames, actions, rewards, terminations)
     expected = (
-        metrics["reconstruction_loss"] + metrics["reward_loss"] + metrics["termination_loss"]
-        + 0.5 * metrics["dynamics_loss"] + 0.1 * metrics["representation_loss"]
-    )  # fmt: skip
+        metrics["reconstruction_loss"]
+        + metrics["reward_loss"]
+        + metrics["termination_loss"]
+        + 0.5 * metrics["dynamics_loss"]
+        + 0.1 * metrics["representation_loss"]
+    )
     torch.testing.assert_close(loss.detach(), expected)
     assert metrics["dynamics_loss"] >= 1.0 and metrics["representation_loss"] >= 1.0  # free bits
     loss.backward()

@@ -44,11 +44,19 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config(protocol: str):
-    return build_config("debug", {
-        "env.game": GAME, "env.protocol": protocol, "train.steps": STEPS,
-        "train.checkpoint_every": 1, "train.checkpoint_keep": 0, "train.deterministic": True,
-        "device": "cpu", "precision": "fp32",
-    })  # fmt: skip
+    return build_config(
+        "debug",
+        {
+            "env.game": GAME,
+            "env.protocol": protocol,
+            "train.steps": STEPS,
+            "train.checkpoint_every": 1,
+            "train.checkpoint_keep": 0,
+            "train.deterministic": True,
+            "device": "cpu",
+            "precision": "fp32",
+        },
+    )
 
 
 @pytest.fixture(scope="module", params=["storm", "standard"])
@@ -183,8 +191,11 @@ def test_resume_on_atari_ends_exactly_as_the_run_left_alone(
         arguments += [item for name, value in once.items() for item in (f"--{name}", str(value))]
         result = subprocess.run(
             [sys.executable, "-m", "storm_wm.cli", *arguments],
-            capture_output=True, text=True, env=ENV, timeout=600,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            env=ENV,
+            timeout=600,
+        )
         assert result.returncode == 0, result.stderr[-2000:]
     else:
         resumed = with_overrides(load_run_config(run_dir), once)

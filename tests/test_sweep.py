@@ -33,10 +33,23 @@ from storm_wm.sweep.state import RunRecord, SweepState, sweep_lock
 from storm_wm.text import format_duration
 
 TINY = [
-    "--preset", "debug", "--steps", "40", "--eval-episodes", "1",
-    "--train.warmup_steps", "20", "--train.checkpoint_every", "20", "--train.log_every", "10",
-    "--env.max_episode_frames", "100", "--cpus-per-run", "1",
-]  # fmt: skip
+    "--preset",
+    "debug",
+    "--steps",
+    "40",
+    "--eval-episodes",
+    "1",
+    "--train.warmup_steps",
+    "20",
+    "--train.checkpoint_every",
+    "20",
+    "--train.log_every",
+    "10",
+    "--env.max_episode_frames",
+    "100",
+    "--cpus-per-run",
+    "1",
+]
 TWO_BY_TWO = ["--games", "toy:catch,Pong", "--seeds", "1-2", *TINY, "--max-concurrent", "2"]
 RUN_NAMES = ("toy-catch_seed1", "toy-catch_seed2", "Pong_seed1", "Pong_seed2")
 
@@ -127,11 +140,18 @@ def test_bad_arguments_are_one_line_errors_before_anything_runs(tmp_path, capsys
 def test_rerunning_with_other_arguments_refuses_and_names_the_difference(tmp_path, capsys):
     out = tmp_path / "sweep"
     out.mkdir()
-    arguments = {"games": ["Pong"], "seeds": [1, 2], "preset": "debug", "steps": None,
-                 "eval_episodes": None, "train_options": []}  # fmt: skip
+    arguments = {
+        "games": ["Pong"],
+        "seeds": [1, 2],
+        "preset": "debug",
+        "steps": None,
+        "eval_episodes": None,
+        "train_options": [],
+    }
     SweepState(out / "sweep.json", arguments, {}).save()
-    code = main(["sweep", "--games", "Pong", "--seeds", "1-3", "--preset", "debug",
-                 "--out", str(out)])  # fmt: skip
+    code = main(
+        ["sweep", "--games", "Pong", "--seeds", "1-3", "--preset", "debug", "--out", str(out)]
+    )
     assert code == 2
     assert "started with --seeds 1,2, not --seeds 1,2,3" in capsys.readouterr().err
 
@@ -148,8 +168,19 @@ def test_a_second_sweep_on_the_same_directory_is_refused_while_the_first_runs(tm
 
 def test_ray_backend_without_ray_says_how_to_install_it(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` fail
-    code = main(["sweep", "--games", "Pong", "--seeds", "1", "--backend", "ray",
-                 "--out", str(tmp_path / "sweep")])  # fmt: skip
+    code = main(
+        [
+            "sweep",
+            "--games",
+            "Pong",
+            "--seeds",
+            "1",
+            "--backend",
+            "ray",
+            "--out",
+            str(tmp_path / "sweep"),
+        ]
+    )
     assert code == 2
     assert "pip install 'storm-wm[ray]'" in capsys.readouterr().err
 
@@ -163,8 +194,16 @@ def test_local_slots_give_each_run_its_own_gpus_and_threads(monkeypatch):
     pairs = local.plan_slots(1, 2, None, gpus)
     assert [slot["CUDA_VISIBLE_DEVICES"] for slot in pairs] == ["0,1", "2,3"]
     halves = local.plan_slots(1, 0.5, None, gpus)
-    assert [slot["CUDA_VISIBLE_DEVICES"] for slot in halves] == ["0", "0", "1", "1", "2", "2",
-                                                                  "3", "3"]  # fmt: skip
+    assert [slot["CUDA_VISIBLE_DEVICES"] for slot in halves] == [
+        "0",
+        "0",
+        "1",
+        "1",
+        "2",
+        "2",
+        "3",
+        "3",
+    ]
     cpu_only = local.plan_slots(4, 0, 3, gpus)
     assert [slot["CUDA_VISIBLE_DEVICES"] for slot in cpu_only] == ["", "", ""]  # max_concurrent
     assert len(local.plan_slots(4, 0, None, [])) == 4  # 16 CPUs / 4 per run
@@ -244,8 +283,10 @@ def test_ray_sweep_on_a_local_ray_instance_finishes_and_leaves_no_ray_process(tm
     out = tmp_path / "sweep"
     process = subprocess.Popen(
         sweep_command(out, *TWO_BY_TWO, "--backend", "ray"),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     # Every process the sweep starts (Ray's raylet, GCS, workers, the runs) descends from it.
     seen: dict[int, psutil.Process] = {}
     names: set[str] = set()
@@ -275,9 +316,11 @@ def test_local_sweep_killed_midway_resumes_without_rerunning_finished_runs(tmp_p
     out = tmp_path / "sweep"
     arguments = [*TWO_BY_TWO, "--train.checkpoint_keep", "0"]  # keep every checkpoint to check
     process = subprocess.Popen(
-        sweep_command(out, *arguments), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        sweep_command(out, *arguments),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-    )  # fmt: skip
+    )
     seen: dict[int, psutil.Process] = {}
     deadline = time.monotonic() + 150
     while time.monotonic() < deadline:
@@ -333,12 +376,23 @@ def test_local_sweep_killed_midway_resumes_without_rerunning_finished_runs(tmp_p
 def test_a_failing_run_is_retried_reported_and_the_others_finish(tmp_path):
     # gym:CartPole-v1 is a registered game without pixels: train refuses it when it starts.
     out = tmp_path / "sweep"
-    result = run_sweep(out, "--games", "toy:catch,gym:CartPole-v1", "--seeds", "1", *TINY,
-                       "--max-concurrent", "2", "--retries", "1")  # fmt: skip
+    result = run_sweep(
+        out,
+        "--games",
+        "toy:catch,gym:CartPole-v1",
+        "--seeds",
+        "1",
+        *TINY,
+        "--max-concurrent",
+        "2",
+        "--retries",
+        "1",
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert statuses(out) == {
-        "toy-catch_seed1": ("finished", 1), "gym-CartPole-v1_seed1": ("failed", 2),
-    }  # fmt: skip
+        "toy-catch_seed1": ("finished", 1),
+        "gym-CartPole-v1_seed1": ("failed", 2),
+    }
     record = json.loads((out / "sweep.json").read_text())["runs"]["gym-CartPole-v1_seed1"]
     assert "storm-wm needs images" in record["error"]
     assert len(attempt_headers(out / "gym-CartPole-v1_seed1" / "train.log")) == 2

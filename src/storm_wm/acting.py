@@ -101,12 +101,16 @@ class Policy:
         device = self.device
         with autocast(device, self.dtype):
             (chosen,) = self.function(
-                self.world_model, self.actor_critic,
-                torch.from_numpy(frames).to(device), torch.from_numpy(actions).to(device),
+                self.world_model,
+                self.actor_critic,
+                torch.from_numpy(frames).to(device),
+                torch.from_numpy(actions).to(device),
                 torch.tensor(lengths, device=device),
                 torch.from_numpy(np.ascontiguousarray(current)).to(device),
-                *self._noise(len(rows), longest, padded), self.act_on_posterior, self.greedy,
-            )  # fmt: skip
+                *self._noise(len(rows), longest, padded),
+                self.act_on_posterior,
+                self.greedy,
+            )
         return chosen.cpu().numpy()
 
     def _noise(self, batch: int, longest: int, padded: int) -> tuple[torch.Tensor, ...]:

@@ -386,28 +386,53 @@ def _problems(data: Any) -> list[str]:
 # 16 x 16 latents, narrow encoders and heads, a short imagination of 64 x (4 + 8) steps, and
 # learning rates raised to match (1e-3 for the world model, 3e-4 for the agent).
 CPU_WORLD_MODEL: dict[str, Any] = {
-    "channels": (8, 16, 16, 16), "categoricals": 16, "classes": 16, "hidden": 128, "layers": 1,
-    "heads": 4, "feedforward": 256, "head_hidden": 128, "max_length": 32, "batch_size": 8,
-    "sequence_length": 16, "learning_rate": 1e-3,
-}  # fmt: skip
+    "channels": (8, 16, 16, 16),
+    "categoricals": 16,
+    "classes": 16,
+    "hidden": 128,
+    "layers": 1,
+    "heads": 4,
+    "feedforward": 256,
+    "head_hidden": 128,
+    "max_length": 32,
+    "batch_size": 8,
+    "sequence_length": 16,
+    "learning_rate": 1e-3,
+}
 CPU_AGENT: dict[str, Any] = {
-    "hidden": 128, "imagination_batch": 64, "context_length": 4, "horizon": 8,
+    "hidden": 128,
+    "imagination_batch": 64,
+    "context_length": 4,
+    "horizon": 8,
     "learning_rate": 3e-4,
-}  # fmt: skip
+}
 
 PRESETS: dict[str, dict[str, Any]] = {
     DEFAULT_PRESET: {},
     "debug": {
         "world_model": {
-            "channels": (8, 16, 32, 64), "categoricals": 8, "classes": 8, "hidden": 64,
-            "layers": 1, "heads": 2, "feedforward": 128, "head_hidden": 64,
-            "batch_size": 4, "sequence_length": 16,
+            "channels": (8, 16, 32, 64),
+            "categoricals": 8,
+            "classes": 8,
+            "hidden": 64,
+            "layers": 1,
+            "heads": 2,
+            "feedforward": 128,
+            "head_hidden": 64,
+            "batch_size": 4,
+            "sequence_length": 16,
         },
         "agent": {"hidden": 64, "imagination_batch": 32, "context_length": 4, "horizon": 8},
         "train": {
-            "steps": 300, "warmup_steps": 100, "train_every": 4, "eval_episodes": 2,
-            "checkpoint_every": 100, "log_every": 50, "replay_capacity": 10_000,
-            "diagnostics_every": 150, "video_every": 300,
+            "steps": 300,
+            "warmup_steps": 100,
+            "train_every": 4,
+            "eval_episodes": 2,
+            "checkpoint_every": 100,
+            "log_every": 50,
+            "replay_capacity": 10_000,
+            "diagnostics_every": 150,
+            "video_every": 300,
         },
         "env": {"max_episode_frames": 800},
     },
@@ -416,7 +441,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "env": {"life_loss": "released"},
         "agent": {"lambda_variant": "released", "return_norm_percentile": "kthvalue"},
         "train": {
-            "clear_context_on_episode_end": False, "repeat_reset_seed": True,
+            "clear_context_on_episode_end": False,
+            "repeat_reset_seed": True,
             "eval_bookkeeping": "released",
         },
     },
@@ -428,8 +454,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "world_model": CPU_WORLD_MODEL,
         "agent": {**CPU_AGENT, "entropy_scale": 1e-3},
         "train": {
-            "steps": 2_800, "warmup_steps": 300, "train_every": 1, "eval_episodes": 20,
-            "checkpoint_every": 1_000, "log_every": 100, "replay_capacity": 10_000,
+            "steps": 2_800,
+            "warmup_steps": 300,
+            "train_every": 1,
+            "eval_episodes": 20,
+            "checkpoint_every": 1_000,
+            "log_every": 100,
+            "replay_capacity": 10_000,
         },
     },
     # STORM for a CPU: the whole agent learns Atari games within about an hour on 2 cores
@@ -446,13 +477,20 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {
         "env": {"image_size": 16},
         "world_model": {
-            "channels": (4, 4, 4, 4), "categoricals": 4, "classes": 4, "hidden": 16, "heads": 2,
-            "feedforward": 16, "head_hidden": 16, "bins": 15, "batch_size": 2,
+            "channels": (4, 4, 4, 4),
+            "categoricals": 4,
+            "classes": 4,
+            "hidden": 16,
+            "heads": 2,
+            "feedforward": 16,
+            "head_hidden": 16,
+            "bins": 15,
+            "batch_size": 2,
             "sequence_length": 8,
         },
         "agent": {"hidden": 16, "bins": 15, "imagination_batch": 4},
     },
-}  # fmt: skip
+}
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

@@ -135,8 +135,11 @@ def play_pool(
                 reservoir.end_episode(index)
             # released: the sum is recorded before the final reward is added, and the sum is
             # then reset to zero and the final reward added to it (their env loop's order).
-            finished.add(float(totals[index] + (0.0 if released else reward)),
-                         int(lengths[index]), int(seeds[index]))  # fmt: skip
+            finished.add(
+                float(totals[index] + (0.0 if released else reward)),
+                int(lengths[index]),
+                int(seeds[index]),
+            )
             if on_episode is not None:
                 on_episode(finished)
             if len(finished) >= episodes:
@@ -251,16 +254,23 @@ def evaluate(
     environments = [make_env(config.env, protocol=protocol) for _ in range(envs)]
     models = agent.models_for(environments[0])
     policy = Policy(
-        models, config.train, envs, np.random.default_rng(policy_seed), dtype=agent.dtype,
+        models,
+        config.train,
+        envs,
+        np.random.default_rng(policy_seed),
+        dtype=agent.dtype,
         greedy=greedy,
-    )  # fmt: skip
+    )
     context = config.agent.context_length
     reservoir = None
     if diagnostic_windows:
         reservoir = WindowReservoir(
-            diagnostic_windows, context + max(HORIZONS), context, envs,
+            diagnostic_windows,
+            context + max(HORIZONS),
+            context,
+            envs,
             np.random.default_rng([policy_seed, 1]),
-        )  # fmt: skip
+        )
     comparable, reason = comparability(spec, config)
 
     def result(played: Episodes, quality: dict | None, partial: bool) -> dict[str, Any]:
@@ -300,10 +310,16 @@ def evaluate(
     played = Episodes()
     try:
         play_pool(
-            environments, policy, episodes, seed_of, bookkeeping=bookkeeping,
-            reservoir=reservoir, finished=played, on_episode=on_episode,
+            environments,
+            policy,
+            episodes,
+            seed_of,
+            bookkeeping=bookkeeping,
+            reservoir=reservoir,
+            finished=played,
+            on_episode=on_episode,
             clear_context=config.train.clear_context_on_episode_end,
-        )  # fmt: skip
+        )
     except KeyboardInterrupt:
         path = None
         if len(played):

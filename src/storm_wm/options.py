@@ -73,17 +73,23 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         "--run-dir", type=Path, default=None, help="default: runs/<game>_<preset>_seed<seed>"
     )
     parser.add_argument(
-        "--resume", type=Path, default=None, nargs="?", const=OWN_RUN, metavar="RUN_DIR",
+        "--resume",
+        type=Path,
+        default=None,
+        nargs="?",
+        const=OWN_RUN,
+        metavar="RUN_DIR",
         help="continue this run from its newest good checkpoint; options given must match its "
         "config, except --steps and bookkeeping (device, precision, checkpoint and log "
         "intervals, ...). Without RUN_DIR: continue the run this command line names "
         "(--run-dir or the default directory) if it exists, else start it",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--deterministic", action="store_true",
+        "--deterministic",
+        action="store_true",
         help="deterministic algorithms only: an interrupted and resumed run ends with the same "
         "weights as one left alone (bit for bit on CPU)",
-    )  # fmt: skip
+    )
     parser.add_argument("--protocol", default=None, choices=get_args(Protocol))
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -92,9 +98,11 @@ def train_overrides(args: argparse.Namespace) -> dict:
     """The config changes a `train` command line asks for, as dotted overrides: only what it
     gives, so that a resumed run keeps its own seed, device and precision otherwise."""
     named = {
-        "env.game": args.game, "env.protocol": args.protocol, "train.steps": args.steps,
+        "env.game": args.game,
+        "env.protocol": args.protocol,
+        "train.steps": args.steps,
         "train.deterministic": True if args.deterministic else None,
-    }  # fmt: skip
+    }
     return {
         **config_overrides(args),
         **{name: value for name, value in named.items() if value is not None},

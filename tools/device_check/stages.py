@@ -38,9 +38,13 @@ def start(command: list[str], log, environment: dict[str, str] | None = None) ->
     signals sent to the check's group), output to `log`; it gets SIGTERM if the check dies, so
     that no stage outlives it holding the GPU."""
     return subprocess.Popen(
-        command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env=environment, preexec_fn=die_with_parent,
-    )  # fmt: skip
+        command,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=environment,
+        preexec_fn=die_with_parent,
+    )
 
 
 def _wait_all(processes: list[subprocess.Popen], seconds: float) -> None:
@@ -139,8 +143,7 @@ def run_tests(root: Path, out: Path, limit: float) -> dict[str, Any]:
     if not files:
         log_path.write_text("no test file carries the cuda marker\n")
         return {"status": "no tests marked cuda", "files": [], "counts": {}, "outcomes": {}}
-    command = [sys.executable, "-m", "pytest", "-v", "-m", "cuda", "-p", "no:cacheprovider",
-               *files]  # fmt: skip
+    command = [sys.executable, "-m", "pytest", "-v", "-m", "cuda", "-p", "no:cacheprovider", *files]
     stage = run_stage(command, log_path, limit)
     outcomes = read_test_outcomes(log_path.read_text(errors="replace"))
     counts: dict[str, int] = {}
@@ -155,19 +158,26 @@ def run_tests(root: Path, out: Path, limit: float) -> dict[str, Any]:
         status = "failed"
     error = {} if status in ("passed", "partial") else {"error": last_line(log_path)}
     return {
-        "status": status, "files": files, "counts": counts, "outcomes": outcomes, **stage,
+        "status": status,
+        "files": files,
+        "counts": counts,
+        "outcomes": outcomes,
+        **stage,
         **error,
-    }  # fmt: skip
+    }
 
 
 def bench_figures(figures: dict[str, Any]) -> dict[str, Any]:
     """The figures of bench.json the summary and the table show (the file holds every one)."""
     loop = figures.get("end_to_end") or {}
     phases = {
-        name: {key: phase[key] for key in ("seconds", "tflop", "tflops", "fraction_of_peak",
-                                           "floor_seconds") if key in phase}
+        name: {
+            key: phase[key]
+            for key in ("seconds", "tflop", "tflops", "fraction_of_peak", "floor_seconds")
+            if key in phase
+        }
         for name, phase in figures["phases"].items()
-    }  # fmt: skip
+    }
     profile = figures.get("profile")
     return {
         "device_name": figures["device_name"],
@@ -184,18 +194,28 @@ def bench_figures(figures: dict[str, Any]) -> dict[str, Any]:
         "train_every": figures["train_every"],
         "phases": phases,
         # The profile's scalars per phase; its top kernels and gaps are in profile.txt.
-        "profile": profile if profile is None or "error" in profile else {
-            name: {key: value for key, value in phase.items()
-                   if not isinstance(value, list | dict)}
+        "profile": profile
+        if profile is None or "error" in profile
+        else {
+            name: {key: value for key, value in phase.items() if not isinstance(value, list | dict)}
             for name, phase in [*profile["phases"].items(), ("step", profile["step"])]
         },
         "loop": {
             name: {
                 key: run[key]
-                for key in ("steps_per_second", "updates_per_second", "peak_memory_bytes",
-                            "hours_per_100k_steps", "checkpoints_in_window", "steps",
-                            "stopped_by", "compile", "compiled", "compile_fallbacks",
-                            "compile_records")
+                for key in (
+                    "steps_per_second",
+                    "updates_per_second",
+                    "peak_memory_bytes",
+                    "hours_per_100k_steps",
+                    "checkpoints_in_window",
+                    "steps",
+                    "stopped_by",
+                    "compile",
+                    "compiled",
+                    "compile_fallbacks",
+                    "compile_records",
+                )
                 if key in run
             }
             for name, run in loop.get("variants", {}).items()
@@ -208,7 +228,7 @@ def bench_figures(figures: dict[str, Any]) -> dict[str, Any]:
             }
             for count, entry in loop.get("concurrent", {}).items()
         },
-    }  # fmt: skip
+    }
 
 
 def run_bench(
@@ -281,8 +301,12 @@ def run_training(
         log = (work / f"{game}.log").open("w")
         where = ("--env.game", game, "--run-dir", str(run_dir), "--no-progress")
         command = storm_wm_argv("train", *train_arguments, *where)
-        runs[game] = (start(command, log, shared_cpu_environment(len(games))), log, run_dir,
-                      command)  # fmt: skip
+        runs[game] = (
+            start(command, log, shared_cpu_environment(len(games))),
+            log,
+            run_dir,
+            command,
+        )
     processes = [process for process, *_ in runs.values()]
     started = time.monotonic()
     interrupted = False
@@ -311,13 +335,22 @@ def run_training(
         stopped_cleanly = code == 128 + signal.SIGINT and "stopped by SIGINT" in text
         games_figures[game] = {
             "returncode": code,
-            "status": "stopped with a checkpoint" if stopped_cleanly
-            else "finished" if code == 0 else "killed" if killed[game]
-            else "stopped before its loop began" if stopped[game] else "failed",
+            "status": "stopped with a checkpoint"
+            if stopped_cleanly
+            else "finished"
+            if code == 0
+            else "killed"
+            if killed[game]
+            else "stopped before its loop began"
+            if stopped[game]
+            else "failed",
             **_run_figures(run_dir),
-            **({} if stopped_cleanly or code == 0 or stopped[game]
-               else {"error": last_line(log_path)}),
-        }  # fmt: skip
+            **(
+                {}
+                if stopped_cleanly or code == 0 or stopped[game]
+                else {"error": last_line(log_path)}
+            ),
+        }
     with (out / "training.log").open("w") as combined:
         for game, (*_, command) in runs.items():
             combined.write(f"==> {game}: {' '.join(command)}\n")

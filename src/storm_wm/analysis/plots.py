@@ -59,9 +59,13 @@ def plot_learning_curves(report: Report, path: Path) -> Path:
             color = colors[curve.method]
             # markers: a curve with a single point (one bin) would otherwise draw nothing
             axis.plot(
-                curve.steps, curve.mean, color=color, marker="o", markersize=3,
+                curve.steps,
+                curve.mean,
+                color=color,
+                marker="o",
+                markersize=3,
                 label=f"{curve.method} ({_seeds(curve.runs)})",
-            )  # fmt: skip
+            )
             axis.fill_between(
                 curve.steps, curve.low, curve.high, color=color, alpha=0.25, linewidth=0
             )

@@ -206,6 +206,13 @@ def load_run(path: str | Path) -> RunResult:
     else:
         steps, returns = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
     return RunResult(
-        path, evaluation.game, evaluation.seed, evaluation.score, steps, returns,
-        metrics_path.is_file(), evaluation, last_step(path),
-    )  # fmt: skip
+        path,
+        evaluation.game,
+        evaluation.seed,
+        evaluation.score,
+        steps,
+        returns,
+        metrics_path.is_file(),
+        evaluation,
+        last_step(path),
+    )

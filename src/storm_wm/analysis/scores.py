@@ -18,9 +18,19 @@ from storm_wm.errors import StormError
 ScoreTable = dict[str, list[float]]
 
 REFERENCE_METHODS: tuple[str, ...] = (
-    "storm", "dreamerv3", "iris", "delta_iris", "diamond", "rem", "m3", "twm", "spr", "simple",
-    "drq_eps", "efficientzero",
-)  # fmt: skip
+    "storm",
+    "dreamerv3",
+    "iris",
+    "delta_iris",
+    "diamond",
+    "rem",
+    "m3",
+    "twm",
+    "spr",
+    "simple",
+    "drq_eps",
+    "efficientzero",
+)
 
 # How each method is written in papers, for tables and plot legends.
 REFERENCE_LABELS: dict[str, str] = {

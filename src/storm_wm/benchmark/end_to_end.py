@@ -151,10 +151,20 @@ def _train_command(
 ) -> list[str]:
     words = [word for name, value in overrides.items() for word in (f"--{name}", value)]
     return storm_wm_argv(
-        "train", "--preset", preset, "--seed", str(seed), "--run-dir", str(run_dir),
-        "--no-progress", *words, "--train.steps", str(total),
-        "--train.checkpoint_every", str(every),
-    )  # fmt: skip
+        "train",
+        "--preset",
+        preset,
+        "--seed",
+        str(seed),
+        "--run-dir",
+        str(run_dir),
+        "--no-progress",
+        *words,
+        "--train.steps",
+        str(total),
+        "--train.checkpoint_every",
+        str(every),
+    )
 
 
 def shared_cpu_environment(runs: int) -> dict[str, str]:
@@ -218,11 +228,14 @@ def run_end_to_end(
     part-way, by a time limit, keeps what was measured)."""
     timed_from, total, checkpoint_every = loop_schedule(config, settings)
     result: dict[str, Any] = {
-        "timed_from_step": timed_from, "last_step": total,
+        "timed_from_step": timed_from,
+        "last_step": total,
         "random_warmup_steps": config.train.warmup_steps,
-        "checkpoint_every": checkpoint_every, "log_every": config.train.log_every,
-        "variants": {}, "concurrent": {},
-    }  # fmt: skip
+        "checkpoint_every": checkpoint_every,
+        "log_every": config.train.log_every,
+        "variants": {},
+        "concurrent": {},
+    }
     with tempfile.TemporaryDirectory(prefix="storm-wm-bench-loop-") as temporary:
         for variant in settings.variants:
             log(f"end to end, {variant}: training steps 0..{total}, timed from {timed_from}")

@@ -184,18 +184,32 @@ def run_benchmark(
     env_step_seconds = environment_step_seconds(env, rng)
 
     result = BenchResult(
-        command=command, date=date, preset=config.preset, game=config.env.game,
-        num_actions=num_actions, device=str(device), device_name=device_description(device),
-        precision=precision_name(dtype), torch_version=torch.__version__, cpu=cpu,
-        repeats=repeats, warmup=warmup, load_average_start=load_start,
-        load_average_end=load_average(), peaks=peaks,
+        command=command,
+        date=date,
+        preset=config.preset,
+        game=config.env.game,
+        num_actions=num_actions,
+        device=str(device),
+        device_name=device_description(device),
+        precision=precision_name(dtype),
+        torch_version=torch.__version__,
+        cpu=cpu,
+        repeats=repeats,
+        warmup=warmup,
+        load_average_start=load_start,
+        load_average_end=load_average(),
+        peaks=peaks,
         phases={name: recorder.result(name) for name in (*TRAINING_PHASES, "act")},
-        env_step_seconds=env_step_seconds, train_every=config.train.train_every,
-        replay_frames=workload.replay.capacity, replay_bytes=replay_bytes(workload.replay),
+        env_step_seconds=env_step_seconds,
+        train_every=config.train.train_every,
+        replay_frames=workload.replay.capacity,
+        replay_bytes=replay_bytes(workload.replay),
         replay_on_device=workload.replay.device is not None,
-        peak_rss_bytes=memory.process_peak(), notes=notes,
-        planned=planned_measurements(profile_steps > 0, loop), measured=["phases"],
-    )  # fmt: skip
+        peak_rss_bytes=memory.process_peak(),
+        notes=notes,
+        planned=planned_measurements(profile_steps > 0, loop),
+        measured=["phases"],
+    )
     on_figures(result)
 
     if profile_steps > 0:
@@ -226,7 +240,12 @@ def run_benchmark(
             on_figures(result)
 
         result.end_to_end = run_end_to_end(
-            config, loop, device, preset=config.preset, overrides=overrides or {}, log=log,
+            config,
+            loop,
+            device,
+            preset=config.preset,
+            overrides=overrides or {},
+            log=log,
             on_progress=progress,
-        )  # fmt: skip
+        )
     return result

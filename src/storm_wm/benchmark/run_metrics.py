@@ -52,10 +52,12 @@ def window_rate(records: list[dict], from_step: int, start_step: int = 0) -> Win
     if seconds <= 0:
         return None
     return WindowRate(
-        first_step=first, last_step=last, seconds=seconds,
+        first_step=first,
+        last_step=last,
+        seconds=seconds,
         steps_per_second=(last - first) / seconds,
         updates_per_second=(last_updates - first_updates) / seconds,
-    )  # fmt: skip
+    )
 
 
 def episode_returns(records: list[dict]) -> list[float]:

@@ -7,10 +7,20 @@ from storm_wm.benchmark.profile import format_profile
 from storm_wm.benchmark.results import BenchResult
 from storm_wm.measure.peak import MatmulPeak
 
-_HEADER = "  " + f"{'phase':<22}" + "".join(
-    f"{title:>{width}}" for title, width in
-    (("time s", 10), ("TFLOP", 10), ("TFLOP/s", 10), ("of peak", 10), ("peak memory", 12))
-)  # fmt: skip
+_HEADER = (
+    "  "
+    + f"{'phase':<22}"
+    + "".join(
+        f"{title:>{width}}"
+        for title, width in (
+            ("time s", 10),
+            ("TFLOP", 10),
+            ("TFLOP/s", 10),
+            ("of peak", 10),
+            ("peak memory", 12),
+        )
+    )
+)
 
 
 def _gigabytes(count: int) -> str:

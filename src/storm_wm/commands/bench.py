@@ -35,53 +35,74 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--repeats", type=int, default=5, help="timed repetitions (median; default 5)"
     )
     parser.add_argument(
-        "--warmup", type=int, default=2,
+        "--warmup",
+        type=int,
+        default=2,
         help="untimed passes first (default 2); the first, always run, counts the FLOPs",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--threads", type=int, default=None,
+        "--threads",
+        type=int,
+        default=None,
         help="CPU threads for PyTorch (default: PyTorch's, one per core); on a machine shared "
         "with other jobs fewer threads can be faster",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--profile", action="store_true",
+        "--profile",
+        action="store_true",
         help="also profile whole training steps after the timed ones (torch.profiler): per "
         "phase, and for acting + environment, wall time, device busy time and idle gaps, "
         "operator calls, kernel launches, host-device synchronisations, the top kernels or "
         "operators",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--profile-steps", type=int, default=3, metavar="N",
+        "--profile-steps",
+        type=int,
+        default=3,
+        metavar="N",
         help="training steps profiled by --profile (default 3)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--loop-steps", type=int, default=None, metavar="N",
+        "--loop-steps",
+        type=int,
+        default=None,
+        metavar="N",
         help="also time N environment steps of the real training loop (acting, environment, "
         "updates, logging, checkpoints) after its warm-up; default: 500 on a GPU, 0 (skip) on a "
         "CPU, where a paper-preset step takes about half a minute",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--loop-warmup", type=int, default=100, metavar="N",
+        "--loop-warmup",
+        type=int,
+        default=100,
+        metavar="N",
         help="environment steps with updates run, untimed, before the loop's timed steps (after "
         "the preset's random warm-up; default 100)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--loop-variants", default="eager,compiled", metavar="LIST",
+        "--loop-variants",
+        default="eager,compiled",
+        metavar="LIST",
         help="loop variants to time, in one run: eager, compiled (--train.compile true) or both "
         "(default)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--loop-checkpoint-every", type=int, default=None, metavar="N",
+        "--loop-checkpoint-every",
+        type=int,
+        default=None,
+        metavar="N",
         help="checkpoint cadence of the loop's runs (default: half of --loop-steps, at most the "
         "preset's, so that the timed window holds checkpoints; the preset's own cadence times "
         "the steady state a run sees between checkpoints)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--concurrent", default="", metavar="LIST",
+        "--concurrent",
+        default="",
+        metavar="LIST",
         help="also time the loop with this many training processes sharing the device at once, "
         "e.g. 1,2,4 (measured in the order given): their aggregate environment steps/s "
         "(default: none)",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--json", type=Path, default=None, metavar="FILE", help="also write every figure as JSON"
     )
@@ -90,18 +111,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _command_line(args: argparse.Namespace, config: Config) -> str:
     """The command that reproduces this run, every option spelled out."""
-    words = [
-        "storm-wm", "bench", "--preset", config.preset, "--device", config.device,
-        "--precision", config.precision, "--repeats", str(args.repeats),
-        "--warmup", str(args.warmup),
-        *(["--threads", str(args.threads)] if args.threads is not None else []),
-        *(["--profile", "--profile-steps", str(args.profile_steps)] if args.profile else []),
-        *(["--loop-steps", str(args.loop_steps)] if args.loop_steps is not None else []),
-        "--loop-warmup", str(args.loop_warmup), "--loop-variants", args.loop_variants,
-        *(["--loop-checkpoint-every", str(args.loop_checkpoint_every)]
-          if args.loop_checkpoint_every is not None else []),
-        *(["--concurrent", args.concurrent] if args.concurrent else []), *args.overrides,
-    ]  # fmt: skip
+    options = {
+        "--preset": config.preset,
+        "--device": config.device,
+        "--precision": config.precision,
+        "--repeats": args.repeats,
+        "--warmup": args.warmup,
+        "--threads": args.threads,
+        "--profile": args.profile or None,
+        "--profile-steps": args.profile_steps if args.profile else None,
+        "--loop-steps": args.loop_steps,
+        "--loop-warmup": args.loop_warmup,
+        "--loop-variants": args.loop_variants,
+        "--loop-checkpoint-every": args.loop_checkpoint_every,
+        "--concurrent": args.concurrent or None,
+    }
+    words = ["storm-wm", "bench"]
+    for option, value in options.items():
+        if value is not None:
+            words += [option] if value is True else [option, str(value)]
+    words += args.overrides
     return shlex.join(words)
 
 
@@ -179,11 +208,18 @@ def run(args: argparse.Namespace) -> int:
             write_text_atomically(args.json, json.dumps(result.to_dict(), indent=2) + "\n")
 
     result = run_benchmark(
-        config, device, dtype, repeats=args.repeats, warmup=args.warmup,
+        config,
+        device,
+        dtype,
+        repeats=args.repeats,
+        warmup=args.warmup,
         profile_steps=args.profile_steps if args.profile else 0,
-        command=_command_line(args, config), log=_log, loop=loop, overrides=overrides,
+        command=_command_line(args, config),
+        log=_log,
+        loop=loop,
+        overrides=overrides,
         on_figures=write_json,
-    )  # fmt: skip
+    )
     print(format_table(result))
     write_json(result)
     return 0

@@ -8,23 +8,36 @@ from pathlib import Path
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "dream", help="video: real frames, reconstructions and the model's dream side by side",
+        "dream",
+        help="video: real frames, reconstructions and the model's dream side by side",
         allow_abbrev=False,
         description="The agent plays the real game; the world model sees the first --context "
         "frames, then imagines the rest open loop under the same actions. The video shows the "
         "real frames, the model's reconstructions and its imagination side by side, with the "
         "real and predicted rewards under each frame. When an episode ends the next one "
         "follows, as in the training replay. See docs/visualize.md.",
-    )  # fmt: skip
+    )
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     parser.add_argument("--steps", type=int, default=64, help="imagined steps after the context")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="video file, .mp4 or .gif (default: RUN_DIR/dream.mp4)")  # fmt: skip
-    parser.add_argument("--context", type=int, default=None,
-                        help="real frames the model sees first (default: the run's "
-                        "agent.context_length, what its imagination starts from)")  # fmt: skip
-    parser.add_argument("--start", type=int, default=0,
-                        help="episode steps the agent plays before the context begins")  # fmt: skip
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="video file, .mp4 or .gif (default: RUN_DIR/dream.mp4)",
+    )
+    parser.add_argument(
+        "--context",
+        type=int,
+        default=None,
+        help="real frames the model sees first (default: the run's "
+        "agent.context_length, what its imagination starts from)",
+    )
+    parser.add_argument(
+        "--start",
+        type=int,
+        default=0,
+        help="episode steps the agent plays before the context begins",
+    )
     parser.add_argument(
         "--checkpoint", type=int, default=None, metavar="STEP", help="default: the newest"
     )
@@ -46,10 +59,17 @@ def run(args: argparse.Namespace) -> int:
     check_run_dir(args.run_dir)
     check_writable(out)  # before the episode is played and the video composed, not after
     video = make_dream_video(
-        args.run_dir, out, steps=args.steps, context=args.context, skip=args.start,
-        checkpoint=args.checkpoint, seed=args.seed, fps=args.fps, scale=args.scale,
+        args.run_dir,
+        out,
+        steps=args.steps,
+        context=args.context,
+        skip=args.start,
+        checkpoint=args.checkpoint,
+        seed=args.seed,
+        fps=args.fps,
+        scale=args.scale,
         device=args.device,
-    )  # fmt: skip
+    )
     rollout = video.rollout
     height, width = video.frame_size
     imagined = len(rollout) - rollout.context

@@ -37,9 +37,11 @@ def parameter_counts(config, num_actions: int) -> dict[str, int]:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "info", help="parameter counts", allow_abbrev=False,
+        "info",
+        help="parameter counts",
+        allow_abbrev=False,
         description="Print the parameter count of every component for a game's action count.",
-    )  # fmt: skip
+    )
     parser.add_argument("--game", default=None)
     add_config_options(parser)
     parser.add_argument("--actions", type=int, default=None, help="override the action count")

@@ -16,14 +16,15 @@ from storm_wm.options import add_config_options, preset_of
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the `sweep` sub-command."""
     parser = subparsers.add_parser(
-        "sweep", help="train and evaluate many games x seeds, locally or on a Ray cluster",
+        "sweep",
+        help="train and evaluate many games x seeds, locally or on a Ray cluster",
         allow_abbrev=False,
         description="Train then evaluate one run per (game, seed) under the sweep directory, "
         "as many at once as the machine or Ray cluster has room for. Re-running the same "
         "command skips finished runs and resumes the others from their checkpoints; at the end "
         "the report of all finished runs is written to SWEEP_DIR/report. Any other option "
         "(e.g. --train.steps 500, --device cuda) is passed to every `storm-wm train`.",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--games",
         required=True,
@@ -89,7 +90,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="times a failed run is retried before it is reported (default: 2)",
     )
-    parser.set_defaults(func=run, accepts_overrides=True)  # fmt: skip
+    parser.set_defaults(func=run, accepts_overrides=True)
 
 
 def check_gpus_per_run(gpus: float | None) -> None:
@@ -119,8 +120,9 @@ def _make_backend(args: argparse.Namespace, run_count: int):
     if args.backend == "ray":
         from storm_wm.sweep.ray_backend import RayBackend
 
-        return RayBackend(args.address, args.cpus_per_run, args.gpus_per_run,
-                          args.max_concurrent, run_count)  # fmt: skip
+        return RayBackend(
+            args.address, args.cpus_per_run, args.gpus_per_run, args.max_concurrent, run_count
+        )
     from storm_wm.sweep.local import LocalBackend
 
     return LocalBackend(args.cpus_per_run, args.gpus_per_run, args.max_concurrent)
@@ -153,9 +155,14 @@ def run(args: argparse.Namespace) -> int:
 
     _check_arguments(args)
     plan = plan_sweep(
-        games_text=args.games, seeds_text=args.seeds, preset=preset_of(args), steps=args.steps,
-        eval_episodes=args.eval_episodes, train_options=list(args.overrides), sweep_dir=args.out,
-    )  # fmt: skip
+        games_text=args.games,
+        seeds_text=args.seeds,
+        preset=preset_of(args),
+        steps=args.steps,
+        eval_episodes=args.eval_episodes,
+        train_options=list(args.overrides),
+        sweep_dir=args.out,
+    )
     display = ProgressDisplay()
     games = plural(len(plan.arguments["games"]), "game")
     seeds = plural(len(plan.arguments["seeds"]), "seed")
@@ -185,9 +192,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"storm-wm sweep: {summary} in {format_duration(result.seconds)} -> {plan.sweep_dir}")
     for tracker in result.failed:
         record = tracker.record
-        print(f"  failed: {tracker.run.name} after {plural(record.attempts, 'attempt')}: "
-              f"{record.error}"
-              + (f" (log: {record.log})" if record.log else ""))  # fmt: skip
+        print(
+            f"  failed: {tracker.run.name} after {plural(record.attempts, 'attempt')}: "
+            f"{record.error}" + (f" (log: {record.log})" if record.log else "")
+        )
     if result.finished:
         report_dir = plan.sweep_dir / "report"
         if not _write_report([tracker.run.run_dir for tracker in result.finished], report_dir):

@@ -39,9 +39,11 @@ class ActorCritic(nn.Module):
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.value_twohot = TwoHot(config.bins)
         self.return_normalizer = ReturnNormalizer(
-            config.return_norm_decay, config.return_norm_low, config.return_norm_high,
+            config.return_norm_decay,
+            config.return_norm_low,
+            config.return_norm_high,
             percentile=config.return_norm_percentile,
-        )  # fmt: skip
+        )
 
     def policy_logits(self, states: torch.Tensor) -> torch.Tensor:
         return self.actor(states).float()

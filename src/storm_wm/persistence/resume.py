@@ -83,9 +83,11 @@ def record_resume(run_dir: Path, saved: Config, requested: Config, step: int) ->
         updated.save(run_dir / "config.json")
     if changed:
         record = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "resumed_at_step": step,
-            "kept_in_config": kept, "this_resume_only": once,
-        }  # fmt: skip
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "resumed_at_step": step,
+            "kept_in_config": kept,
+            "this_resume_only": once,
+        }
         history = run_dir / RESUME_HISTORY
         previous = history.read_text(encoding="utf-8") if history.is_file() else ""
         _write(history, previous + json.dumps(record) + "\n", run_dir)

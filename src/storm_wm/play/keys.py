@@ -21,9 +21,14 @@ def action_for(held: set[str], meanings: list[str], chosen_number: int | None = 
     horizontal = "RIGHT" if "RIGHT" in held and "LEFT" not in held else horizontal
     fire = FIRE if FIRE in held else ""
     candidates = [
-        vertical + horizontal + fire, vertical + horizontal, horizontal + fire, vertical + fire,
-        horizontal, vertical, fire,
-    ]  # fmt: skip
+        vertical + horizontal + fire,
+        vertical + horizontal,
+        horizontal + fire,
+        vertical + fire,
+        horizontal,
+        vertical,
+        fire,
+    ]
     for name in candidates:
         if name and name in meanings:
             return meanings.index(name)

@@ -99,10 +99,14 @@ def _call(
         # SIGTERM (a second signal would make train exit without its checkpoint). A sweep killed
         # with SIGKILL, or a Ray worker killed by cancellation, leaves no run behind.
         process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            env=environment, start_new_session=True,
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            start_new_session=True,
             preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
-        )  # fmt: skip
+        )
         if on_start is not None:
             on_start(process)
         try:

@@ -124,8 +124,9 @@ class LocalBackend:
     def _execute(self, run: RunSpec, attempt: int) -> Outcome:
         slot = self._free_slots.get()
         try:
-            return execute_run(run, attempt, f"local slot {slot}", self._environments[slot],
-                               on_start=self._track)  # fmt: skip
+            return execute_run(
+                run, attempt, f"local slot {slot}", self._environments[slot], on_start=self._track
+            )
         except OSError as error:  # e.g. the run directory cannot be created
             return Outcome(finished=False, error=f"{type(error).__name__}: {error}")
         finally:

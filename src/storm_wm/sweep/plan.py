@@ -167,14 +167,28 @@ def plan_sweep(
         for seed in seeds:
             run_dir = sweep_dir / run_dir_name(game, seed)
             train_arguments = (
-                "train", "--game", game, "--seed", str(seed), *shared,
-                "--run-dir", str(run_dir), "--no-progress", *train_options,
-            )  # fmt: skip
+                "train",
+                "--game",
+                game,
+                "--seed",
+                str(seed),
+                *shared,
+                "--run-dir",
+                str(run_dir),
+                "--no-progress",
+                *train_options,
+            )
             eval_arguments = (
-                "eval", str(run_dir), "--episodes", str(episodes), "--device", config.device,
-            )  # fmt: skip
-            runs.append(RunSpec(game, seed, run_dir, train_arguments, eval_arguments,
-                                config.train.steps))  # fmt: skip
+                "eval",
+                str(run_dir),
+                "--episodes",
+                str(episodes),
+                "--device",
+                config.device,
+            )
+            runs.append(
+                RunSpec(game, seed, run_dir, train_arguments, eval_arguments, config.train.steps)
+            )
     arguments = {
         "games": list(games),
         "seeds": list(seeds),

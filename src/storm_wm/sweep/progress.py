@@ -140,8 +140,11 @@ class ProgressDisplay:
                 phase = tracker.phase()
                 if self.printed_phase.get(tracker.run.name) != phase:
                     self.printed_phase[tracker.run.name] = phase
-                    print(f"{tracker.run.name:<{width}}  {tracker.describe(now)}",
-                          file=self.stream, flush=True)  # fmt: skip
+                    print(
+                        f"{tracker.run.name:<{width}}  {tracker.describe(now)}",
+                        file=self.stream,
+                        flush=True,
+                    )
             return
         columns, rows = shutil.get_terminal_size()
         shown = trackers

@@ -57,9 +57,12 @@ class RayBackend:
                     min(cpu_count(), max_concurrent * cpus_per_run) if max_concurrent else None
                 )
                 ray.init(
-                    address="local", num_cpus=num_cpus, include_dashboard=False,
-                    log_to_driver=False, logging_level=logging.WARNING,
-                )  # fmt: skip
+                    address="local",
+                    num_cpus=num_cpus,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    logging_level=logging.WARNING,
+                )
             else:
                 ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as error:

@@ -28,17 +28,22 @@ class Trainer:
         self.world_model_optimizer = adam(world_model.parameters(), lr=wm.learning_rate)
         self.agent_optimizer = adam(
             [*actor_critic.actor.parameters(), *actor_critic.critic.parameters()],
-            lr=agent.learning_rate, eps=agent.adam_eps,
-        )  # fmt: skip
+            lr=agent.learning_rate,
+            eps=agent.adam_eps,
+        )
         self.nonfinite = NonfiniteCounters(device)
         guarded = {"skips": self.nonfinite, "device": device, "dtype": dtype}
         self.world_model_update = GuardedUpdate(
             "world_model", world_model, self.world_model_optimizer, clip=wm.grad_clip, **guarded
         )
         self.agent_update = GuardedUpdate(
-            "agent", actor_critic, self.agent_optimizer, clip=agent.grad_clip,
-            after=actor_critic.update_slow_critic, **guarded,
-        )  # fmt: skip
+            "agent",
+            actor_critic,
+            self.agent_optimizer,
+            clip=agent.grad_clip,
+            after=actor_critic.update_slow_critic,
+            **guarded,
+        )
         self.imagination = Imagination(device, compile=config.train.compile)
 
     def train_step(self, replay: ReplayBuffer, rng: np.random.Generator, step: int = 0) -> dict:

@@ -111,7 +111,7 @@ def compose_dream(
                     rollout.reconstruction_rewards,
                     rollout.reconstruction_terminations,
                     step,
-                )  # fmt: skip
+                )
             ],
             [
                 reward_line(

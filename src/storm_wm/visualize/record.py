@@ -56,9 +56,12 @@ def record_real_play(
             frame, _ = env.reset()
     frames, actions, rewards, ends = zip(*kept, strict=True)
     return RealSteps(
-        np.stack(frames), np.array(actions), np.array(rewards, np.float32), np.array(ends),
+        np.stack(frames),
+        np.array(actions),
+        np.array(rewards, np.float32),
+        np.array(ends),
         episodes_ended,
-    )  # fmt: skip
+    )
 
 
 @dataclass
@@ -101,9 +104,13 @@ def make_dream_video(
     env.close()
     with autocast(agent.device, agent.dtype):
         rollout = dream_rollout(
-            models.world_model, real.frames, real.actions, real.rewards, real.terminations,
+            models.world_model,
+            real.frames,
+            real.actions,
+            real.rewards,
+            real.terminations,
             context,
-        )  # fmt: skip
+        )
     composed = compose_dream(rollout, scale=scale, action_names=names)
     write_video(out, composed, fps)
     return DreamVideo(out, rollout, composed.shape[1:3], real.episodes_ended)

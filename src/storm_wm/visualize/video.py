@@ -35,9 +35,13 @@ def gif_bytes(frames: np.ndarray, fps: float) -> bytes:
     ]
     buffer = io.BytesIO()
     images[0].save(
-        buffer, format="GIF", save_all=True, append_images=images[1:],
-        duration=max(20, round(1000 / fps)), loop=0,
-    )  # fmt: skip
+        buffer,
+        format="GIF",
+        save_all=True,
+        append_images=images[1:],
+        duration=max(20, round(1000 / fps)),
+        loop=0,
+    )
     return buffer.getvalue()
 
 
