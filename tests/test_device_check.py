@@ -86,14 +86,14 @@ def test_usage_errors_are_one_line(tmp_path):
 def test_stages_that_use_their_whole_limits_still_fit_the_budget(budget, selected):
     """Every limit includes its stage's stop; the minimums are shares, so they scale."""
     for plan in (GPU_PLAN, DRY_RUN_PLAN):
-        elapsed = 0.0
+        spent = 0.0
         for stage in selected:
-            limit = stage_limit(plan, stage, selected, budget, budget - elapsed)
+            limit = stage_limit(plan, stage, selected, budget, budget - spent)
             if stage == "training":
                 seconds, grace = training_seconds(plan, budget, limit)
                 assert seconds + grace + STOP_SECONDS <= limit or seconds == 0
-            elapsed += limit
-        assert elapsed <= budget * (1 - plan.margin_share) + 1e-9
+            spent += limit
+        assert spent <= budget * (1 - plan.margin_share) + 1e-9
 
 
 def test_the_gpu_budget_gives_each_stage_what_it_needs():
