@@ -298,7 +298,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "checkpoint_every": 1_000, "log_every": 100, "replay_capacity": 10_000,
         },
     },
-    # STORM for a CPU: 30,000 steps of it run in about 51 minutes on 2 cores, and the whole
+    # STORM for a CPU: 30,000 steps of it run in about 46 minutes on 2 cores, and the whole
     # agent learned Boxing on 2 of 3 seeds (docs/results.md). Only sizes and schedule differ
     # from the paper; the algorithm, the protocol and the evaluation are the paper's.
     "small": {
