@@ -247,7 +247,6 @@ def _problems(data: Any) -> list[str]:
     return problems
 
 
-# Presets stack on top of the paper's configuration (`atari100k` = the defaults).
 # The networks and schedule of the CPU presets (`toy`, `small`): a 1-layer transformer over
 # 16 x 16 latents, narrow encoders and heads, a short imagination of 64 x (4 + 8) steps, and
 # learning rates raised to match (1e-3 for the world model, 3e-4 for the agent).
@@ -261,6 +260,7 @@ CPU_AGENT: dict[str, Any] = {
     "learning_rate": 3e-4,
 }  # fmt: skip
 
+# Presets stack on top of the paper's configuration (`atari100k` = the defaults).
 PRESETS: dict[str, dict[str, Any]] = {
     "atari100k": {},
     "debug": {
