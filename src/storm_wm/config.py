@@ -381,7 +381,6 @@ def _problems(data: Any) -> list[str]:
     return problems
 
 
-# Presets stack on top of the paper's configuration (`atari100k` = the defaults).
 # The networks and schedule of the CPU presets (`toy`, `small`): a 1-layer transformer over
 # 16 x 16 latents, narrow encoders and heads, a short imagination of 64 x (4 + 8) steps, and
 # learning rates raised to match (1e-3 for the world model, 3e-4 for the agent).
@@ -407,6 +406,7 @@ CPU_AGENT: dict[str, Any] = {
     "learning_rate": 3e-4,
 }
 
+# Presets stack on top of the paper's configuration (`atari100k` = the defaults).
 PRESETS: dict[str, dict[str, Any]] = {
     DEFAULT_PRESET: {},
     "debug": {
@@ -463,7 +463,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "replay_capacity": 10_000,
         },
     },
-    # STORM for a CPU: 30,000 steps of it run in about 51 minutes on 2 cores, and the whole
+    # STORM for a CPU: 30,000 steps of it run in about 46 minutes on 2 cores, and the whole
     # agent learned Boxing on 2 of 3 seeds (docs/results.md). Only sizes and schedule differ
     # from the paper (docs/algorithm.md#10-presets); the algorithm, the protocol and the
     # evaluation are the paper's.

@@ -333,6 +333,10 @@ def run_training(
         text = log_path.read_text(errors="replace")
         code = process.returncode
         stopped_cleanly = code == 128 + signal.SIGINT and "stopped by SIGINT" in text
+        figures = _run_figures(run_dir)
+        # Stopped by the check before it logged a step: too early to write a checkpoint. A run
+        # that had logged steps must stop cleanly; if it does not, that is a failure.
+        too_early = stopped[game] and figures["env_steps_per_second"] is None
         games_figures[game] = {
             "returncode": code,
             "status": "stopped with a checkpoint"
@@ -342,14 +346,10 @@ def run_training(
             else "killed"
             if killed[game]
             else "stopped before its loop began"
-            if stopped[game]
+            if too_early
             else "failed",
-            **_run_figures(run_dir),
-            **(
-                {}
-                if stopped_cleanly or code == 0 or stopped[game]
-                else {"error": last_line(log_path)}
-            ),
+            **figures,
+            **({} if stopped_cleanly or code == 0 or too_early else {"error": last_line(log_path)}),
         }
     with (out / "training.log").open("w") as combined:
         for game, (*_, command) in runs.items():
