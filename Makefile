@@ -12,7 +12,7 @@ PRESET ?= atari100k
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev,ray]"
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[all,dev,ray]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -46,12 +46,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from storm_wm.extras import require
     from storm_wm.persistence.agent import check_run_dir
-    from storm_wm.play.session import build_session
 
     check_run_dir(args.run_dir)
     if args.scale < 1 or (args.fps is not None and args.fps <= 0):
         raise StormError("--scale and --fps must be positive")
+    require("pygame", "storm-wm play")
+    from storm_wm.play.session import build_session
+
     app = build_session(
         args.run_dir,
         dream=args.dream,
