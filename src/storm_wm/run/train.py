@@ -15,6 +15,7 @@ from storm_wm.acting import Policy
 from storm_wm.config import Config
 from storm_wm.device import (
     choose_precision,
+    deterministic_algorithms,
     replay_device,
     resolve_device,
     resolve_precision,
@@ -38,7 +39,6 @@ from storm_wm.run.estimate import announce_workload
 from storm_wm.run.parts import Checkpointing, Diagnostics, MetricsLog, NonfiniteWatch, ProgressBar
 from storm_wm.run.signals import StopSignals
 from storm_wm.run.state import Components, restore, save_training_checkpoint
-from storm_wm.training.determinism import deterministic_algorithms
 from storm_wm.training.loop import LoopState, train_loop
 from storm_wm.training.trainer import Trainer
 
