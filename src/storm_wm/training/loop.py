@@ -5,7 +5,7 @@ that the caller composes around it (storm_wm.run.parts)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import gymnasium
@@ -35,28 +35,15 @@ class LoopState:
     """The signal that ended the run early, if one did (not saved)."""
 
     def state_dict(self) -> dict[str, Any]:
-        frame = None if self.frame is None else torch.from_numpy(self.frame.copy())
-        return {
-            "step": self.step,
-            "episode": self.episode,
-            "updates": self.updates,
-            "episode_return": self.episode_return,
-            "episode_length": self.episode_length,
-            "frame": frame,
-            "reset_seed": self.reset_seed,
-        }
+        state = {field.name: getattr(self, field.name) for field in fields(self)}
+        del state["stopped_by"]
+        state["frame"] = None if self.frame is None else torch.from_numpy(self.frame.copy())
+        return state
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> LoopState:
-        counts = {name: int(state[name]) for name in ("step", "episode", "updates")}
         frame = None if state["frame"] is None else state["frame"].numpy()
-        return cls(
-            **counts,
-            episode_return=float(state["episode_return"]),
-            episode_length=int(state["episode_length"]),
-            frame=frame,
-            reset_seed=state["reset_seed"],
-        )
+        return cls(**{**state, "frame": frame})
 
 
 class Part:
