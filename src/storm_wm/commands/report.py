@@ -85,7 +85,7 @@ def _one_run_per_seed(runs: Sequence[RunResult]) -> list[RunResult]:
     the one evaluated at the later step, then the one evaluated last, then the first given."""
 
     def preference(result: RunResult) -> tuple[int, float]:
-        step = result.evaluation.step if result.evaluation is not None else None
+        step = result.evaluation.step
         try:
             evaluated = (result.path / "eval.json").stat().st_mtime
         except OSError:
@@ -138,7 +138,7 @@ def _usable_runs(paths: Sequence[Path]) -> list[RunResult]:
             continue
         result = load_run(path)  # a directory of run directories fails with a hint
         evaluation = result.evaluation
-        if evaluation is not None and evaluation.partial:
+        if evaluation.partial:
             _say(
                 f"skipping {path}: its eval.json is partial (interrupted); re-run "
                 f"`{command('eval', path)}`"
@@ -212,7 +212,7 @@ def _group_runs(
         for result in members:
             scores.setdefault(result.game, []).append(result.score)
             evaluation = result.evaluation
-            if evaluation is not None and evaluation.capped and has_normalizers(result.game):
+            if evaluation.capped and has_normalizers(result.game):
                 capped[result.game] = evaluation.capped_reason
         name = label if len(keys) == 1 else f"{label} [{_describe_setup(key, varying)}]"
         if len(keys) == 1 and len(presets) == 1 and not _paper_sized(next(iter(presets))):
