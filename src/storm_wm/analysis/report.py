@@ -44,6 +44,7 @@ class Method:
     capped: dict[str, str] = field(default_factory=dict)
     """Games whose scores may not stand beside published ones, with the reason (episodes
     capped below the benchmark's): no HNS, kept out of aggregates and plots."""
+    runs: tuple[RunResult, ...] = ()  # the run directories behind `scores`, if any
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ class Report:
     unnormalized_games: tuple[str, ...]  # primary's games without (left out of aggregates)
     aggregates: tuple[AggregateRow, ...]
     improvements: tuple[ImprovementRow, ...]
-    curves: tuple[LearningCurve, ...]  # per game, one per method with runs of it
+    curves: tuple[LearningCurve, ...]  # per game, one per method with runs
     bootstrap_samples: int
     seed: int
 
@@ -162,21 +163,19 @@ def _aggregate(
 def build_report(
     primary: Method,
     others: Sequence[Method],
-    runs: Sequence[RunResult] = (),
     bootstrap_samples: int = 5000,
     seed: int = 0,
     curve_bins: int = 40,
-    curve_groups: Sequence[tuple[str, Sequence[RunResult]]] | None = None,
 ) -> Report:
     """Compute per-game summaries, aggregates, probabilities of improvement and curves.
 
     A method's `capped` games get no HNS and stay out of aggregates and comparisons; learning
-    curves are drawn for each (method label, runs) of `curve_groups` (default: `runs` as the
-    primary method's), on the primary method's games.
+    curves are drawn for each method with runs, on the primary method's games.
     """
+    methods = (primary, *others)
     per_game = [
         summarize_game(method.label, game, method.scores[game], normalize=game not in method.capped)
-        for method in (primary, *others)
+        for method in methods
         for game in game_order(set(method.scores))
     ]
     primary_games = game_order(set(primary.scores))
@@ -214,20 +213,19 @@ def build_report(
                 )
 
     curves = []
-    groups = [(primary.label, runs)] if curve_groups is None else curve_groups
     for game in primary_games:
-        for label, group_runs in groups:
-            game_runs = [
-                (run.episode_steps, run.episode_returns) for run in group_runs if run.game == game
+        for method in methods:
+            runs = [
+                (run.episode_steps, run.episode_returns) for run in method.runs if run.game == game
             ]
-            curve = bin_learning_curve(game, game_runs, bins=curve_bins, method=label)
+            curve = bin_learning_curve(game, runs, bins=curve_bins, method=method.label)
             if curve is not None:
                 curves.append(curve)
 
     return Report(
         primary=primary,
         others=tuple(others),
-        runs=tuple(runs),
+        runs=tuple(run for method in methods for run in method.runs),
         per_game=tuple(per_game),
         covered_games=covered,
         unnormalized_games=unnormalized,

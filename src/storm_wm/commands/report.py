@@ -97,12 +97,12 @@ def _one_run_per_seed(runs: Sequence[RunResult]) -> list[RunResult]:
         if result.seed is None:
             continue
         key = (result.game, result.seed)
-        if key not in kept:
-            kept[key] = result
+        first = kept.setdefault(key, result)
+        if first is result:
             continue
         # Stable: on a tie the run given first stays first.
-        winner, loser = sorted((kept[key], result), key=preference, reverse=True)
-        (step, evaluated), (other_step, other_evaluated) = preference(winner), preference(loser)
+        winner, loser = sorted((first, result), key=preference, reverse=True)
+        (step, evaluated), (other_step, other_evaluated) = map(preference, (winner, loser))
         if step != other_step:
             why = f"evaluated at step {step}, the other at step {other_step}"
         elif evaluated != other_evaluated:
@@ -177,9 +177,7 @@ def _describe_setup(key: tuple[str, str, str, bool], varying: Sequence[int]) -> 
     return ", ".join(parts[index] for index in varying)
 
 
-def _group_runs(
-    runs: Sequence[RunResult], label: str, include_capped: bool
-) -> list[tuple[Method, list[RunResult]]]:
+def _group_runs(runs: Sequence[RunResult], label: str, include_capped: bool) -> list[Method]:
     """Our runs as methods. Runs of one game from different setups (preset, protocol, eval
     bookkeeping, episode cap) are never averaged as seeds of one method: when a game has
     runs of two setups, every setup becomes a method of its own."""
@@ -189,17 +187,14 @@ def _group_runs(
     groups: dict[tuple[str, str, str, bool], list[RunResult]] = {}
     for result in runs:
         groups.setdefault(result.method_key, []).append(result)
-    setups_of_game: dict[str, set] = {}
-    for result in runs:
-        setups_of_game.setdefault(result.game, set()).add(result.method_key)
-    presets = {result.method_key[0] for result in runs}
-    if all(len(setups) == 1 for setups in setups_of_game.values()):
-        groups = {("", "", "", True): list(runs)}
-        keys = list(groups)
-        varying: list[int] = []
-    else:
-        keys = sorted(groups, key=lambda key: (not key[3], -len(groups[key]), key))
-        varying = [index for index in range(4) if len({key[index] for key in keys}) > 1]
+    presets = {key[0] for key in groups}
+    if len({(result.game, result.method_key) for result in runs}) == len(
+        {result.game for result in runs}
+    ):
+        groups = {("", "", "", True): list(runs)}  # one setup per game: one method
+    keys = sorted(groups, key=lambda key: (not key[3], -len(groups[key]), key))
+    varying = [index for index in range(4) if len({key[index] for key in keys}) > 1]
+    if len(keys) > 1:
         if 0 not in varying and not _paper_sized(keys[0][0]):
             varying.insert(0, 0)  # a preset of other sizes is named even when all share it
         described = "; ".join(f"[{_describe_setup(key, varying)}]" for key in keys)
@@ -227,15 +222,12 @@ def _group_runs(
                     if name.endswith("]")
                     else f"{name} [capped episodes]"
                 )
-        methods.append((Method(name, scores, origin, capped=capped), members))
+        methods.append(Method(name, scores, origin, capped=capped, runs=tuple(members)))
     return methods
 
 
-def _load_inputs(
-    args: argparse.Namespace,
-) -> tuple[list[RunResult], list[tuple[str, list[RunResult]]], list[Method]]:
-    """Our runs, each of our methods' label and runs (for learning curves), and the methods to
-    report: ours (one per setup), score files, references."""
+def _load_inputs(args: argparse.Namespace) -> list[Method]:
+    """The methods to report: ours (one per setup), score files, references."""
     from storm_wm.analysis.report import Method
     from storm_wm.analysis.scores import REFERENCE_LABELS, load_reference, load_score_file
 
@@ -260,14 +252,7 @@ def _load_inputs(
         else:
             score_files.append(Method(path.stem, load_score_file(path), f"from score file {path}"))
     runs = _usable_runs(run_paths)
-
-    methods = []
-    curve_groups: list[tuple[str, list[RunResult]]] = []
-    if runs:
-        groups = _group_runs(runs, args.label, args.include_capped)
-        curve_groups = [(method.label, members) for method, members in groups]
-        runs = [result for _, members in groups for result in members]
-        methods += [method for method, _ in groups]
+    methods = _group_runs(runs, args.label, args.include_capped) if runs else []
     methods += score_files
     for name, scores in references:
         origin = f"published scores ({name}.json in the package data)"
@@ -278,7 +263,7 @@ def _load_inputs(
             raise StormError(
                 f"two methods are named {label!r}; rename the score file or pick another --label"
             )
-    return runs, curve_groups, methods
+    return methods
 
 
 def run(args: argparse.Namespace) -> int:
@@ -290,15 +275,13 @@ def run(args: argparse.Namespace) -> int:
         raise StormError("--bootstrap-samples must be at least 1 (5000 is the usual choice)")
     if args.curve_bins < 1:
         raise StormError("--curve-bins must be at least 1")
-    runs, curve_groups, methods = _load_inputs(args)
+    methods = _load_inputs(args)
     report = build_report(
         methods[0],
         methods[1:],
-        runs,
         bootstrap_samples=args.bootstrap_samples,
         seed=args.seed,
         curve_bins=args.curve_bins,
-        curve_groups=curve_groups,
     )
     try:
         written = write_report(report, args.out)
