@@ -59,7 +59,7 @@ def _inputs(report: Report) -> list[str]:
         for method in methods
     ]
     excluded = [
-        f"**{method.label} on {', '.join(game_order(set(method.capped)))} is not comparable with "
+        f"**{method.label} on {', '.join(game_order(method.capped))} is not comparable with "
         f"published scores** ({'; '.join(sorted(set(method.capped.values())))}): no "
         "human-normalized score, left out of the aggregates and plots (`--include-capped` puts "
         "it in)."
