@@ -28,9 +28,11 @@ _CHECKPOINT_NAME = re.compile(r"^step_(\d+)\.ckpt$")  # as storm_wm.persistence.
 
 
 @dataclass(frozen=True)
-class Evaluation:
-    """What the report needs of one eval.json."""
+class RunResult:
+    """One training run as the report sees it: its eval.json, the episodes its metrics.jsonl
+    logged, and the last step it reached."""
 
+    path: Path
     game: str
     seed: int | None
     score: float  # the eval mean: the run's final score
@@ -39,7 +41,10 @@ class Evaluation:
     protocol: str | None
     bookkeeping: str  # "whole" for evaluations written before the field existed
     episode_frames: int | None  # env.max_episode_frames of the run, if known
-    partial: bool  # cut short by Ctrl-C
+    partial: bool  # the evaluation was cut short by Ctrl-C
+    episode_steps: NDArray[np.int64]  # (episodes,) environment step at which each episode ended
+    episode_returns: NDArray[np.float64]  # (episodes,), none without a metrics.jsonl
+    last_step: int | None  # newest step of its checkpoints and metrics.jsonl
 
     @property
     def capped(self) -> bool:
@@ -53,37 +58,17 @@ class Evaluation:
             f"{BENCHMARK_EPISODE_FRAMES:,}"
         )
 
-
-@dataclass(frozen=True)
-class RunResult:
-    """One training run as the report sees it."""
-
-    path: Path
-    game: str
-    seed: int | None
-    score: float  # the eval mean: the run's final score
-    episode_steps: NDArray[np.int64]  # (episodes,) environment step at which each episode ended
-    episode_returns: NDArray[np.float64]  # (episodes,), none without a metrics.jsonl
-    evaluation: Evaluation
-    last_step: int | None  # newest step of its checkpoints and metrics.jsonl
-
     @property
     def method_key(self) -> tuple[str, str, str, bool]:
         """Runs with equal keys are seeds of one method: same preset, protocol, bookkeeping
         and comparability. Unknown parts (older eval.json files) read as "?"."""
-        evaluation = self.evaluation
-        return (
-            evaluation.preset or "?",
-            evaluation.protocol or "?",
-            evaluation.bookkeeping,
-            not evaluation.capped,
-        )
+        return (self.preset or "?", self.protocol or "?", self.bookkeeping, not self.capped)
 
     @property
     def stale(self) -> bool:
         """The run trained past the checkpoint its eval.json scored."""
-        step = self.evaluation.step
-        return step is not None and self.last_step is not None and self.last_step > step
+        step, last_step = self.step, self.last_step
+        return step is not None and last_step is not None and last_step > step
 
 
 def has_eval(path: Path) -> bool:
@@ -104,8 +89,8 @@ def _typed(value: object, kind: type, default: Any = None) -> Any:
     return value if isinstance(value, kind) and not isinstance(value, bool) else default
 
 
-def read_eval(path: Path) -> Evaluation:
-    """`path/eval.json`, checked so a typo fails loudly."""
+def _read_eval(path: Path) -> dict[str, Any]:
+    """`path/eval.json`, its game and mean checked so that a typo fails loudly."""
     eval_path = path / "eval.json"
     if not eval_path.is_file():
         nested = [child for child in path.iterdir() if has_eval(child)]
@@ -130,22 +115,7 @@ def read_eval(path: Path) -> Evaluation:
         raise StormError(
             f"{eval_path} has no finite 'mean' score; re-run `{command('eval', path)}`"
         )
-    config = _run_config(path)
-    env = _typed(config.get("env"), dict, {})
-    frames = record.get("max_episode_frames")
-    if not isinstance(frames, int):
-        frames = env.get("max_episode_frames")  # an older eval.json: the run's config has it
-    return Evaluation(
-        game=game,
-        seed=_typed(record.get("seed"), int),
-        score=float(mean),
-        step=_typed(record.get("step"), int),
-        preset=_typed(record.get("preset", config.get("preset")), str),
-        protocol=_typed(record.get("protocol", env.get("protocol")), str),
-        bookkeeping=_typed(record.get("bookkeeping"), str, "whole"),
-        episode_frames=_typed(frames, int),
-        partial=record.get("partial") is True,
-    )
+    return record
 
 
 def last_step(path: Path) -> int | None:
@@ -187,15 +157,25 @@ def load_run(path: str | Path) -> RunResult:
     path = Path(path)
     if not path.is_dir():
         raise StormError(f"{path} is not a directory: pass run directories or score files")
-    evaluation = read_eval(path)
+    record = _read_eval(path)
+    config = _run_config(path)
+    env = _typed(config.get("env"), dict, {})
+    frames = record.get("max_episode_frames")
+    if not isinstance(frames, int):
+        frames = env.get("max_episode_frames")  # an older eval.json: the run's config has it
     steps, returns = load_episode_returns(path / "metrics.jsonl")  # none without the file
     return RunResult(
-        path,
-        evaluation.game,
-        evaluation.seed,
-        evaluation.score,
-        steps,
-        returns,
-        evaluation,
-        last_step(path),
+        path=path,
+        game=record["game"],
+        seed=_typed(record.get("seed"), int),
+        score=float(record["mean"]),
+        step=_typed(record.get("step"), int),
+        preset=_typed(record.get("preset", config.get("preset")), str),
+        protocol=_typed(record.get("protocol", env.get("protocol")), str),
+        bookkeeping=_typed(record.get("bookkeeping"), str, "whole"),
+        episode_frames=_typed(frames, int),
+        partial=record.get("partial") is True,
+        episode_steps=steps,
+        episode_returns=returns,
+        last_step=last_step(path),
     )

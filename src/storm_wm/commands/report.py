@@ -85,12 +85,11 @@ def _one_run_per_seed(runs: Sequence[RunResult]) -> list[RunResult]:
     the one evaluated at the later step, then the one evaluated last, then the first given."""
 
     def preference(result: RunResult) -> tuple[int, float]:
-        step = result.evaluation.step
         try:
             evaluated = (result.path / "eval.json").stat().st_mtime
         except OSError:
             evaluated = 0.0
-        return (step if step is not None else -1, evaluated)
+        return (result.step if result.step is not None else -1, evaluated)
 
     kept: dict[tuple[str, int], RunResult] = {}
     for result in runs:
@@ -137,8 +136,7 @@ def _usable_runs(paths: Sequence[Path]) -> list[RunResult]:
             skipped.append(path)
             continue
         result = load_run(path)  # a directory of run directories fails with a hint
-        evaluation = result.evaluation
-        if evaluation.partial:
+        if result.partial:
             _say(
                 f"skipping {path}: its eval.json is partial (interrupted); re-run "
                 f"`{command('eval', path)}`"
@@ -147,7 +145,7 @@ def _usable_runs(paths: Sequence[Path]) -> list[RunResult]:
             continue
         if result.stale:
             _say(
-                f"warning: {path}/eval.json scores step {evaluation.step}, but the run reached "
+                f"warning: {path}/eval.json scores step {result.step}, but the run reached "
                 f"step {result.last_step}; re-run `{command('eval', path)}` for its final score"
             )
         runs.append(result)
@@ -206,9 +204,8 @@ def _group_runs(runs: Sequence[RunResult], label: str, include_capped: bool) -> 
         capped: dict[str, str] = {}
         for result in members:
             scores.setdefault(result.game, []).append(result.score)
-            evaluation = result.evaluation
-            if evaluation.capped and has_normalizers(result.game):
-                capped[result.game] = evaluation.capped_reason
+            if result.capped and has_normalizers(result.game):
+                capped[result.game] = result.capped_reason
         name = label if len(keys) == 1 else f"{label} [{_describe_setup(key, varying)}]"
         if len(keys) == 1 and len(presets) == 1 and not _paper_sized(next(iter(presets))):
             name = f"{label} [preset {next(iter(presets))}]"  # never read as the paper's STORM
