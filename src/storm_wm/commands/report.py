@@ -164,38 +164,41 @@ def _paper_sized(preset: str) -> bool:
     return all(part in ("atari100k", "released", "?") for part in preset.split("+"))
 
 
-def _describe_setup(key: tuple[str, str, str, bool], varying: Sequence[int]) -> str:
+def _setup_words(key: tuple[str, str, str, bool], varying: Sequence[int]) -> list[str]:
+    """What tells a setup (a `RunResult.method_key`) from the others: the parts `varying`."""
     preset, protocol, bookkeeping, comparable = key
-    parts = [
+    words = [
         f"preset {preset}",
         f"{protocol} protocol",
         f"{bookkeeping} bookkeeping",
         "full-length episodes" if comparable else "capped episodes",
     ]
-    return ", ".join(parts[index] for index in varying)
+    return [words[index] for index in varying]
 
 
 def _group_runs(runs: Sequence[RunResult], label: str, include_capped: bool) -> list[Method]:
     """Our runs as methods. Runs of one game from different setups (preset, protocol, eval
     bookkeeping, episode cap) are never averaged as seeds of one method: when a game has
-    runs of two setups, every setup becomes a method of its own."""
+    runs of two setups, every setup becomes a method of its own. A method is named after what
+    sets it apart, and after its preset when that is not the paper's."""
     from storm_wm.analysis.report import Method
     from storm_wm.analysis.scores import has_normalizers
 
     groups: dict[tuple[str, str, str, bool], list[RunResult]] = {}
     for result in runs:
         groups.setdefault(result.method_key, []).append(result)
-    presets = {key[0] for key in groups}
     if len({(result.game, result.method_key) for result in runs}) == len(
         {result.game for result in runs}
     ):
-        groups = {("", "", "", True): list(runs)}  # one setup per game: one method
+        # One setup per game: one method, named by its preset if all runs share it ("?" if not).
+        presets = {key[0] for key in groups}
+        groups = {(presets.pop() if len(presets) == 1 else "?", "", "", True): list(runs)}
     keys = sorted(groups, key=lambda key: (not key[3], -len(groups[key]), key))
     varying = [index for index in range(4) if len({key[index] for key in keys}) > 1]
+    if 0 not in varying and not _paper_sized(keys[0][0]):
+        varying.insert(0, 0)  # a preset of other sizes is named even when all share it
     if len(keys) > 1:
-        if 0 not in varying and not _paper_sized(keys[0][0]):
-            varying.insert(0, 0)  # a preset of other sizes is named even when all share it
-        described = "; ".join(f"[{_describe_setup(key, varying)}]" for key in keys)
+        described = "; ".join(f"[{', '.join(_setup_words(key, varying))}]" for key in keys)
         _say(f"runs of {len(keys)} setups are reported as separate methods: {described}")
     methods = []
     for key in keys:
@@ -206,19 +209,14 @@ def _group_runs(runs: Sequence[RunResult], label: str, include_capped: bool) -> 
             scores.setdefault(result.game, []).append(result.score)
             if result.capped and has_normalizers(result.game):
                 capped[result.game] = result.capped_reason
-        name = label if len(keys) == 1 else f"{label} [{_describe_setup(key, varying)}]"
-        if len(keys) == 1 and len(presets) == 1 and not _paper_sized(next(iter(presets))):
-            name = f"{label} [preset {next(iter(presets))}]"  # never read as the paper's STORM
+        words = _setup_words(key, varying)
         origin = "from run directories (the `mean` of each eval.json)"
         if include_capped and capped:
             origin += f"; capped episodes on {', '.join(sorted(capped))}, included as asked"
             capped = {}
-            if "capped episodes" not in name:  # never labelled like a comparable method
-                name = (
-                    f"{name[:-1]}, capped episodes]"
-                    if name.endswith("]")
-                    else f"{name} [capped episodes]"
-                )
+            if "capped episodes" not in words:  # never labelled like a comparable method
+                words.append("capped episodes")
+        name = f"{label} [{', '.join(words)}]" if words else label
         methods.append(Method(name, scores, origin, capped=capped, runs=tuple(members)))
     return methods
 
