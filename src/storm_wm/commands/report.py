@@ -129,9 +129,7 @@ def _usable_runs(paths: Sequence[Path]) -> list[RunResult]:
     runs = []
     skipped = []
     for path in paths:
-        if not has_eval(path) and not any(
-            child.is_dir() and has_eval(child) for child in path.iterdir()
-        ):
+        if not has_eval(path) and not any(has_eval(child) for child in path.iterdir()):
             _say(f"skipping {path}: no eval.json (evaluate it with `{command('eval', path)}`)")
             skipped.append(path)
             continue
