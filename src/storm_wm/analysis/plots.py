@@ -39,8 +39,7 @@ def _save(figure: Figure, path: Path) -> Path:
 
 
 def _seeds(runs: np.ndarray) -> str:
-    count = int(runs.max())
-    return plural(count, "seed")
+    return plural(int(runs.max()), "seed")
 
 
 def plot_learning_curves(report: Report, path: Path) -> Path:
@@ -127,9 +126,7 @@ def plot_per_game_scores(report: Report, path: Path) -> Path:
     """Grouped bars: the HNS of each method's per-game mean, on the primary method's games."""
     games = list(report.covered_games)
     methods = [report.primary.label] + [
-        method.label
-        for method in report.others
-        if any(game in method.scores and game not in method.capped for game in games)
+        method.label for method in report.others if set(games) & set(method.normalized_games)
     ]
     width = 0.8 / len(methods)
     positions = np.arange(len(games))
