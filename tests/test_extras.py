@@ -7,6 +7,7 @@ import pytest
 
 from storm_wm.cli import main
 from storm_wm.extras import EXTRAS
+from test_report import make_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -75,3 +76,19 @@ def test_the_core_trains_and_evaluates_without_any_optional_package(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert (run_dir / "eval.json").exists()
+
+
+def test_a_report_without_matplotlib_writes_its_tables_and_says_the_plots_were_not_drawn(
+    tmp_path, capsys, monkeypatch
+):
+    runs = [make_run(tmp_path / f"Pong-{seed}", "Pong", seed, 1.0 + seed) for seed in (1, 2)]
+    missing(monkeypatch, "matplotlib")
+    out = tmp_path / "report"
+    arguments = ["report", *map(str, runs), "--reference", "storm", "--out", str(out)]
+    assert main([*arguments, "--bootstrap-samples", "50"]) == 0
+    error = capsys.readouterr().err
+    assert "plots not drawn: matplotlib is not installed; pip install 'storm-wm[plots]'" in error
+    assert not list(out.glob("*.png"))
+    assert (out / "per_game.csv").exists()
+    markdown = (out / "report.md").read_text()
+    assert "Not drawn: matplotlib is not installed" in markdown and "storm-wm[plots]" in markdown

@@ -171,15 +171,24 @@ def _improvements(report: Report) -> list[str]:
     ]
 
 
-def _plots(plot_names: Sequence[str]) -> list[str]:
+PLOTS_EXTRA = "`pip install 'storm-wm[plots]'`"
+"""How to get the plots drawn."""
+
+
+def _plots(plot_names: Sequence[str] | None) -> list[str]:
+    if plot_names is None:
+        return ["## Plots", f"Not drawn: matplotlib is not installed ({PLOTS_EXTRA})."]
     blocks = ["## Plots"] if plot_names else []
     for name in plot_names:
         blocks += [f"![{name}]({name})", PLOT_CAPTIONS.get(name, "")]
     return blocks
 
 
-def render_markdown(report: Report, table_names: Sequence[str], plot_names: Sequence[str]) -> str:
-    """The whole report.md; `table_names` and `plot_names` are the CSV and PNG files beside it."""
+def render_markdown(
+    report: Report, table_names: Sequence[str], plot_names: Sequence[str] | None
+) -> str:
+    """The whole report.md; `table_names` and `plot_names` are the CSV and PNG files beside it
+    (`plot_names` None: the plots were not drawn, matplotlib being missing)."""
     tables = "Tables as CSV: " + ", ".join(f"[{name}]({name})" for name in table_names) + "."
     sections = [
         *_inputs(report),

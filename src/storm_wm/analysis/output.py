@@ -13,9 +13,9 @@ from dataclasses import astuple, fields
 from pathlib import Path
 
 from storm_wm.analysis.markdown import render_markdown
-from storm_wm.analysis.plots import write_plots
 from storm_wm.analysis.report import GameSummary, Report
 from storm_wm.analysis.scores import human_normalized
+from storm_wm.extras import available
 
 Table = tuple[list[str], list[list[object]]]  # header, rows
 
@@ -74,7 +74,8 @@ def _cell(value: object) -> object:
 
 
 def write_report(report: Report, out_dir: str | Path) -> list[Path]:
-    """Write everything into `out_dir` (created if needed); return the paths written."""
+    """Write everything into `out_dir` (created if needed); return the paths written. The plots
+    need the `plots` extra (matplotlib): without it report.md says they were not drawn."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tables = _csv_tables(report)
@@ -83,7 +84,12 @@ def write_report(report: Report, out_dir: str | Path) -> list[Path]:
             writer = csv.writer(file)
             writer.writerow(header)
             writer.writerows([_cell(value) for value in row] for row in rows)
-    plots = write_plots(report, out_dir)
+    plots = None
+    if available("matplotlib"):
+        from storm_wm.analysis.plots import write_plots
+
+        plots = write_plots(report, out_dir)
+    plot_names = None if plots is None else [path.name for path in plots]
     markdown_path = out_dir / "report.md"
-    markdown_path.write_text(render_markdown(report, list(tables), [path.name for path in plots]))
-    return [markdown_path, *(out_dir / name for name in tables), *plots]
+    markdown_path.write_text(render_markdown(report, list(tables), plot_names))
+    return [markdown_path, *(out_dir / name for name in tables), *(plots or [])]

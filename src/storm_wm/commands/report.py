@@ -263,6 +263,7 @@ def run(args: argparse.Namespace) -> int:
     """Load the inputs, compute the report, write it to --out, and print where it is."""
     from storm_wm.analysis.output import write_report
     from storm_wm.analysis.report import build_report
+    from storm_wm.extras import available
 
     if args.bootstrap_samples < 1:
         raise StormError("--bootstrap-samples must be at least 1 (5000 is the usual choice)")
@@ -283,4 +284,6 @@ def run(args: argparse.Namespace) -> int:
             f"cannot write the report to {args.out} ({error}); pick another --out"
         ) from None
     print(f"wrote {written[0]} and {len(written) - 1} more files to {Path(args.out)}/")
+    if not available("matplotlib"):
+        _say("plots not drawn: matplotlib is not installed; pip install 'storm-wm[plots]'")
     return 0
