@@ -40,10 +40,14 @@ def visible_gpus() -> list[str]:
     return [str(index) for index in range(count)]
 
 
-def thread_environment(cpus_per_run: int) -> dict[str, str]:
-    """Each run gets as many math-library threads as CPUs it asked for, so runs don't contend."""
+def run_environment(cpus_per_run: int, devices: str | None) -> dict[str, str]:
+    """What a run adds to its environment: as many math-library threads as CPUs it asked for,
+    so runs don't contend, and the GPUs it may see (`""`: none; None: those Ray granted)."""
     threads = str(cpus_per_run)
-    return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    environment = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    if devices is not None:
+        environment["CUDA_VISIBLE_DEVICES"] = devices
+    return environment
 
 
 def plan_slots(
@@ -58,37 +62,23 @@ def plan_slots(
         raise StormError(
             f"--gpus-per-run {gpus_per_run:g} but this machine has no GPU; pass --gpus-per-run 0"
         )
-    if gpus_per_run > 1 and not float(gpus_per_run).is_integer():
-        raise StormError(
-            f"--gpus-per-run {gpus_per_run:g}: use a whole number of GPUs, or a fraction up to 1"
-        )
     slots = max(1, cpu_count() // cpus_per_run)
+    if max_concurrent is not None:
+        slots = min(slots, max_concurrent)
     if gpus_per_run >= 1:
-        slots = min(slots, len(gpus) // int(gpus_per_run))
-        if slots == 0:
+        per_run = int(gpus_per_run)
+        firsts = range(0, len(gpus) - per_run + 1, per_run)
+        devices = [",".join(gpus[first : first + per_run]) for first in firsts]
+        if not devices:
             raise StormError(
                 f"--gpus-per-run {gpus_per_run:g} but this machine has {len(gpus)} GPUs; "
                 f"pass --gpus-per-run {len(gpus)} or less"
             )
     elif gpus_per_run > 0:
-        slots = min(slots, len(gpus) * int(1 / gpus_per_run))
-    if max_concurrent is not None:
-        slots = min(slots, max_concurrent)
-
-    environments = []
-    for slot in range(slots):
-        environment = thread_environment(cpus_per_run)
-        if gpus_per_run >= 1:
-            per_run = int(gpus_per_run)
-            environment["CUDA_VISIBLE_DEVICES"] = ",".join(
-                gpus[slot * per_run : (slot + 1) * per_run]
-            )
-        elif gpus_per_run > 0:
-            environment["CUDA_VISIBLE_DEVICES"] = gpus[slot // int(1 / gpus_per_run)]
-        else:
-            environment["CUDA_VISIBLE_DEVICES"] = ""
-        environments.append(environment)
-    return environments
+        devices = [gpu for gpu in gpus for _ in range(int(1 / gpus_per_run))]
+    else:
+        devices = [""] * slots
+    return [run_environment(cpus_per_run, group) for group in devices[:slots]]
 
 
 class LocalBackend:

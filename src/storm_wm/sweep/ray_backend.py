@@ -11,25 +11,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from types import ModuleType
 
 from storm_wm.errors import StormError
 from storm_wm.sweep.execute import STOP_SECONDS, Outcome, execute_run
-from storm_wm.sweep.local import cpu_count, thread_environment
+from storm_wm.sweep.local import cpu_count, run_environment
 from storm_wm.sweep.plan import RunSpec
-
-INSTALL_HINT = "pip install 'storm-wm[ray]'"
-
-
-def import_ray() -> ModuleType:
-    """Ray is an optional extra: say how to get it instead of failing with a traceback."""
-    try:
-        import ray
-    except ImportError:
-        raise StormError(
-            f"--backend ray needs Ray, which is not installed: {INSTALL_HINT}"
-        ) from None
-    return ray
 
 
 def ray_task(run: RunSpec, attempt: int, environment: dict[str, str]) -> Outcome:
@@ -48,23 +34,21 @@ class RayBackend:
         max_concurrent: int | None,
         run_count: int,
     ):
-        self.ray = ray = import_ray()
-        self.started_here = address is None
+        try:  # Ray is an optional extra: say how to get it instead of failing with a traceback
+            import ray
+        except ImportError:
+            raise StormError(
+                "--backend ray needs Ray, which is not installed: pip install 'storm-wm[ray]'"
+            ) from None
+        self.ray = ray
+        started_here = address is None
+        if started_here:  # sized to the sweep when --max-concurrent bounds it, else to the machine
+            num_cpus = min(cpu_count(), max_concurrent * cpus_per_run) if max_concurrent else None
+            instance = {"address": "local", "num_cpus": num_cpus, "include_dashboard": False}
+        else:
+            instance = {"address": address}
         try:
-            if self.started_here:
-                # Sized to the sweep when --max-concurrent bounds it, else Ray takes the machine.
-                num_cpus = (
-                    min(cpu_count(), max_concurrent * cpus_per_run) if max_concurrent else None
-                )
-                ray.init(
-                    address="local",
-                    num_cpus=num_cpus,
-                    include_dashboard=False,
-                    log_to_driver=False,
-                    logging_level=logging.WARNING,
-                )
-            else:
-                ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+            ray.init(**instance, log_to_driver=False, logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as error:
             reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise StormError(
@@ -76,21 +60,19 @@ class RayBackend:
         cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
         if gpus_per_run is None:
             gpus_per_run = 1.0 if gpus else 0.0
-        if self.started_here and (cpus_per_run > cpus or gpus_per_run > gpus):
+        if started_here and (cpus_per_run > cpus or gpus_per_run > gpus):
             ray.shutdown()
             raise StormError(
                 f"a run asks for {cpus_per_run} CPUs and {gpus_per_run:g} GPUs but this machine "
                 f"has {cpus:g} and {gpus:g}; lower --cpus-per-run or --gpus-per-run"
             )
-        environment = thread_environment(cpus_per_run)
-        if gpus_per_run == 0:
-            environment["CUDA_VISIBLE_DEVICES"] = ""  # a run granted no GPU must not use one
-        self._environment = environment
+        # A run granted no GPU must not use one; Ray sets the GPUs of the others.
+        self._environment = run_environment(cpus_per_run, "" if gpus_per_run == 0 else None)
         self._remote = ray.remote(ray_task)
         self._resources = {"num_cpus": cpus_per_run, "num_gpus": gpus_per_run, "max_retries": 0}
         self._refs: dict = {}
         self.capacity = max_concurrent or run_count
-        where = "a local Ray instance" if self.started_here else f"the Ray cluster at {address}"
+        where = "a local Ray instance" if started_here else f"the Ray cluster at {address}"
         self.description = (
             f"ray backend: {where} with {cpus:g} CPUs and {gpus:g} GPUs; "
             f"{cpus_per_run} CPU and {gpus_per_run:g} GPU per run"
