@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from storm_wm.atomic import write_text_atomically
 from storm_wm.errors import StormError
 from storm_wm.persistence.lock import directory_lock
 
@@ -90,15 +90,13 @@ class SweepState:
         return cls(path, arguments, records)
 
     def save(self) -> None:
-        """Through a temporary file and a rename: a killed sweep never leaves half a file."""
+        """Atomically: a killed sweep never leaves half a file."""
         data = {
             "format_version": FORMAT_VERSION,
             "arguments": self.arguments,
             "runs": {name: asdict(record) for name, record in self.runs.items()},
         }
-        temporary = self.path.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(temporary, self.path)
+        write_text_atomically(self.path, json.dumps(data, indent=2) + "\n")
 
 
 @contextlib.contextmanager
