@@ -93,23 +93,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run, accepts_overrides=True)
 
 
-def check_gpus_per_run(gpus: float | None) -> None:
-    """A share of one GPU, (0, 1], or a whole number of GPUs (0: none); Ray asks the same."""
-    if gpus is None:
-        return
-    if not math.isfinite(gpus) or gpus < 0 or (gpus > 1 and not gpus.is_integer()):
-        raise StormError(
-            f"--gpus-per-run {gpus:g}: give a share of one GPU from 0 to 1 (0.25 puts four runs "
-            "on each GPU) or a whole number of GPUs per run"
-        )
-
-
 def _check_arguments(args: argparse.Namespace) -> None:
     if args.address is not None and args.backend != "ray":
         raise StormError("--address names a Ray cluster; add --backend ray")
     if args.cpus_per_run < 1:
         raise StormError(f"--cpus-per-run must be at least 1, got {args.cpus_per_run}")
-    check_gpus_per_run(args.gpus_per_run)
+    gpus = args.gpus_per_run  # a share of one GPU, or a whole number of GPUs: as Ray asks
+    if gpus is not None and (
+        not math.isfinite(gpus) or gpus < 0 or (gpus > 1 and not gpus.is_integer())
+    ):
+        raise StormError(
+            f"--gpus-per-run {gpus:g}: give a share of one GPU from 0 to 1 (0.25 puts four runs "
+            "on each GPU) or a whole number of GPUs per run"
+        )
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise StormError(f"--max-concurrent must be at least 1, got {args.max_concurrent}")
     if args.retries < 0:
