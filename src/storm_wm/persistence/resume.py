@@ -161,7 +161,7 @@ def select_checkpoint(
         replay_state = checkpoint["replay"]
         total = int(replay_state["total"])
         first = replay_state.get("first")
-        problem = replay_store.restore_newest(replay, replay_state["chunks"], total, first)
+        problem = replay_store.restore(replay, replay_state["chunks"], total, first)
         if problem is not None:
             # The weights are intact: never condemn them for the replay's sake (issue: eval and
             # dream would find no checkpoint). Continue with the replay that remains, and set
