@@ -163,8 +163,7 @@ def run(args: argparse.Namespace) -> int:
     games = plural(len(plan.arguments["games"]), "game")
     seeds = plural(len(plan.arguments["seeds"]), "seed")
     with sweep_lock(plan.sweep_dir):
-        names = {run.name: (run.game, run.seed) for run in plan.runs}
-        state = SweepState.open(plan.sweep_dir, plan.arguments, names)
+        state = SweepState.open(plan)
         backend = _make_backend(args, len(plan.runs))
         # Installed after the backend starts: ray.init sets a SIGTERM handler of its own.
         previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)

@@ -18,6 +18,7 @@ from typing import Any
 from storm_wm.atomic import write_text_atomically
 from storm_wm.errors import StormError
 from storm_wm.persistence.lock import directory_lock
+from storm_wm.sweep.plan import SweepPlan
 
 STATE_FILE = "sweep.json"
 LOCK_FILE = ".sweep.lock"
@@ -59,13 +60,9 @@ class SweepState:
         self.runs = runs
 
     @classmethod
-    def open(
-        cls, sweep_dir: Path, arguments: dict[str, Any], runs: dict[str, tuple[str, int]]
-    ) -> SweepState:
-        """Load the sweep in `sweep_dir`, refusing other arguments, or start a new one.
-
-        `runs` maps each run name to its (game, seed).
-        """
+    def open(cls, plan: SweepPlan) -> SweepState:
+        """Load the sweep in the plan's directory, refusing other arguments, or start a new one."""
+        sweep_dir, arguments = plan.sweep_dir, plan.arguments
         path = sweep_dir / STATE_FILE
         records: dict[str, RunRecord] = {}
         if path.exists():
@@ -85,8 +82,8 @@ class SweepState:
                         f"{sweep_dir} holds a sweep started with {before}, not {now}; "
                         "re-run with the same arguments or choose another --out"
                     )
-        for name, (game, seed) in runs.items():
-            records.setdefault(name, RunRecord(game, seed))
+        for run in plan.runs:
+            records.setdefault(run.name, RunRecord(run.game, run.seed))
         return cls(path, arguments, records)
 
     def save(self) -> None:
