@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 
 from storm_wm.errors import StormError
 from storm_wm.sweep.execute import STOP_SECONDS, Outcome, execute_run
@@ -95,10 +94,8 @@ class RayBackend:
             return Outcome(finished=False, error=f"Ray: {first[:300]}")
 
     def wait(self, timeout: float) -> list[tuple[RunSpec, Outcome]]:
-        """The runs that ended within `timeout` seconds, with their outcomes."""
-        if not self._refs:
-            time.sleep(timeout)
-            return []
+        """The runs that ended within `timeout` seconds, with their outcomes (the driver waits
+        only while runs are in flight)."""
         refs = list(self._refs)
         ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=timeout)
         return [(self._refs.pop(ref), self._outcome(ref)) for ref in ready]
