@@ -114,12 +114,12 @@ def _check_arguments(args: argparse.Namespace) -> None:
 
 def _make_backend(args: argparse.Namespace, run_count: int):
     if args.backend == "ray":
-        from storm_wm.sweep.ray_backend import RayBackend
+        from storm_wm.sweep.backends import RayBackend
 
         return RayBackend(
             args.address, args.cpus_per_run, args.gpus_per_run, args.max_concurrent, run_count
         )
-    from storm_wm.sweep.local import LocalBackend
+    from storm_wm.sweep.backends import LocalBackend
 
     return LocalBackend(args.cpus_per_run, args.gpus_per_run, args.max_concurrent)
 
