@@ -183,12 +183,10 @@ def test_damaged_or_missing_replay_chunk_is_detected(tmp_path: Path) -> None:
     chunk = tmp_path / "replay" / manifest[0]["name"]
     damage(chunk, "flip")
     restored = ReplayBuffer(100, (2, 2, 3))
-    with pytest.raises(CorruptCheckpointError, match="corrupt"):
-        store.restore(restored, manifest, 40)
+    assert "corrupt" in store.restore(restored, manifest, 40)
     assert len(restored) == 0
     chunk.unlink()
-    with pytest.raises(CorruptCheckpointError, match="cannot be read"):
-        store.restore(restored, manifest, 40)
+    assert "cannot be read" in store.restore(restored, manifest, 40)
 
 
 def test_chunks_written_after_the_checkpoint_are_discarded(tmp_path: Path) -> None:

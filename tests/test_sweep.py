@@ -25,7 +25,7 @@ from storm_wm.errors import StormError
 from storm_wm.games import ATARI_100K_GAMES
 from storm_wm.logs.records import records
 from storm_wm.persistence.checkpoint import list_checkpoints
-from storm_wm.sweep import local
+from storm_wm.sweep import backends
 from storm_wm.sweep.execute import resumes, run_is_finished
 from storm_wm.sweep.plan import RunSpec, default_sweep_dir, parse_games, parse_seeds, run_dir_name
 from storm_wm.sweep.progress import RunTracker, last_step
@@ -186,14 +186,14 @@ def test_ray_backend_without_ray_says_how_to_install_it(monkeypatch, tmp_path, c
 
 
 def test_local_slots_give_each_run_its_own_gpus_and_threads(monkeypatch):
-    monkeypatch.setattr(local, "cpu_count", lambda: 16)
+    monkeypatch.setattr(backends, "cpu_count", lambda: 16)
     gpus = ["0", "1", "2", "3"]
-    slots = local.plan_slots(2, 1, None, gpus)
+    slots = backends.plan_slots(2, 1, None, gpus)
     assert [slot["CUDA_VISIBLE_DEVICES"] for slot in slots] == ["0", "1", "2", "3"]
     assert slots[0]["OMP_NUM_THREADS"] == "2"
-    pairs = local.plan_slots(1, 2, None, gpus)
+    pairs = backends.plan_slots(1, 2, None, gpus)
     assert [slot["CUDA_VISIBLE_DEVICES"] for slot in pairs] == ["0,1", "2,3"]
-    halves = local.plan_slots(1, 0.5, None, gpus)
+    halves = backends.plan_slots(1, 0.5, None, gpus)
     assert [slot["CUDA_VISIBLE_DEVICES"] for slot in halves] == [
         "0",
         "0",
@@ -204,11 +204,11 @@ def test_local_slots_give_each_run_its_own_gpus_and_threads(monkeypatch):
         "3",
         "3",
     ]
-    cpu_only = local.plan_slots(4, 0, 3, gpus)
+    cpu_only = backends.plan_slots(4, 0, 3, gpus)
     assert [slot["CUDA_VISIBLE_DEVICES"] for slot in cpu_only] == ["", "", ""]  # max_concurrent
-    assert len(local.plan_slots(4, 0, None, [])) == 4  # 16 CPUs / 4 per run
+    assert len(backends.plan_slots(4, 0, None, [])) == 4  # 16 CPUs / 4 per run
     with pytest.raises(StormError, match="pass --gpus-per-run 0"):
-        local.plan_slots(1, 1, None, [])
+        backends.plan_slots(1, 1, None, [])
 
 
 def test_what_a_run_needs_is_read_from_its_directory(tmp_path):
@@ -439,7 +439,7 @@ class FakeRay(types.ModuleType):
 
 
 def test_ray_backend_asks_for_a_quarter_gpu_per_run_so_four_share_one(monkeypatch):
-    from storm_wm.sweep.ray_backend import RayBackend
+    from storm_wm.sweep.backends import RayBackend
 
     fake = FakeRay(gpus=1.0)
     monkeypatch.setitem(sys.modules, "ray", fake)
@@ -454,7 +454,7 @@ def test_ray_backend_asks_for_a_quarter_gpu_per_run_so_four_share_one(monkeypatc
 
 
 def test_ray_backend_refuses_a_gpu_share_on_a_machine_without_gpus(monkeypatch):
-    from storm_wm.sweep.ray_backend import RayBackend
+    from storm_wm.sweep.backends import RayBackend
 
     monkeypatch.setitem(sys.modules, "ray", FakeRay(gpus=0.0))
     with pytest.raises(StormError, match="asks for 1 CPUs and 0.25 GPUs but this machine has"):

@@ -93,23 +93,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run, accepts_overrides=True)
 
 
-def check_gpus_per_run(gpus: float | None) -> None:
-    """A share of one GPU, (0, 1], or a whole number of GPUs (0: none); Ray asks the same."""
-    if gpus is None:
-        return
-    if not math.isfinite(gpus) or gpus < 0 or (gpus > 1 and not gpus.is_integer()):
-        raise StormError(
-            f"--gpus-per-run {gpus:g}: give a share of one GPU from 0 to 1 (0.25 puts four runs "
-            "on each GPU) or a whole number of GPUs per run"
-        )
-
-
 def _check_arguments(args: argparse.Namespace) -> None:
     if args.address is not None and args.backend != "ray":
         raise StormError("--address names a Ray cluster; add --backend ray")
     if args.cpus_per_run < 1:
         raise StormError(f"--cpus-per-run must be at least 1, got {args.cpus_per_run}")
-    check_gpus_per_run(args.gpus_per_run)
+    gpus = args.gpus_per_run  # a share of one GPU, or a whole number of GPUs: as Ray asks
+    if gpus is not None and (
+        not math.isfinite(gpus) or gpus < 0 or (gpus > 1 and not gpus.is_integer())
+    ):
+        raise StormError(
+            f"--gpus-per-run {gpus:g}: give a share of one GPU from 0 to 1 (0.25 puts four runs "
+            "on each GPU) or a whole number of GPUs per run"
+        )
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise StormError(f"--max-concurrent must be at least 1, got {args.max_concurrent}")
     if args.retries < 0:
@@ -118,12 +114,12 @@ def _check_arguments(args: argparse.Namespace) -> None:
 
 def _make_backend(args: argparse.Namespace, run_count: int):
     if args.backend == "ray":
-        from storm_wm.sweep.ray_backend import RayBackend
+        from storm_wm.sweep.backends import RayBackend
 
         return RayBackend(
             args.address, args.cpus_per_run, args.gpus_per_run, args.max_concurrent, run_count
         )
-    from storm_wm.sweep.local import LocalBackend
+    from storm_wm.sweep.backends import LocalBackend
 
     return LocalBackend(args.cpus_per_run, args.gpus_per_run, args.max_concurrent)
 
@@ -167,8 +163,7 @@ def run(args: argparse.Namespace) -> int:
     games = plural(len(plan.arguments["games"]), "game")
     seeds = plural(len(plan.arguments["seeds"]), "seed")
     with sweep_lock(plan.sweep_dir):
-        names = {run.name: (run.game, run.seed) for run in plan.runs}
-        state = SweepState.open(plan.sweep_dir, plan.arguments, names)
+        state = SweepState.open(plan)
         backend = _make_backend(args, len(plan.runs))
         # Installed after the backend starts: ray.init sets a SIGTERM handler of its own.
         previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)

@@ -37,7 +37,7 @@ FORMAT_VERSION = 2
 MAGIC = b"storm-wm checkpoint\n"
 _HEADER_LIMIT = 1 << 16
 _NAME = re.compile(r"^step_(\d+)\.ckpt$")
-CHECKPOINT_DIRECTORY = "checkpoints"
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 
 class CorruptCheckpointError(StormError):
@@ -48,11 +48,8 @@ class UnsafeCheckpointError(CorruptCheckpointError):
     """The payload holds objects whose unpickling could run code: refused, an older one may do."""
 
 
-_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
-
-
 def checkpoint_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / CHECKPOINT_DIRECTORY
+    return Path(run_dir) / "checkpoints"
 
 
 def checkpoint_path(run_dir: Path, step: int) -> Path:
@@ -104,16 +101,20 @@ def write_failure_message(run_dir: Path, what: str, error: OSError) -> str:
     """One line: what could not be written, why, that the previous checkpoint is intact, and
     how to continue; on a full disk, that keeping fewer checkpoints frees space for good."""
     reason = error.strerror or str(error)
-    intact = [step for step, _ in list_checkpoints(run_dir)]
+    checkpoints = list_checkpoints(run_dir)
     kept = (
-        f"the checkpoint of step {intact[-1]} is intact"
-        if intact
+        f"the checkpoint of step {checkpoints[-1][0]} is intact"
+        if checkpoints
         else "no earlier checkpoint was written"
     )
     if error.errno == errno.ENOSPC:
-        size = _average_size([path for _, path in list_checkpoints(run_dir)])
+        sizes = []
+        for _, path in checkpoints:
+            with contextlib.suppress(OSError):  # pruned meanwhile
+                sizes.append(path.stat().st_size)
+        size = sum(sizes) // len(sizes) if sizes else 0
         each = f", {size / 1e6:.0f} MB each" if size >= 1e6 else ""
-        on_disk = f" ({len(intact)} on disk{each})" if intact else ""
+        on_disk = f" ({len(checkpoints)} on disk{each})" if checkpoints else ""
         return (
             f"cannot write {what}: {reason}; {kept}. Free disk space, or keep only the newest "
             f"checkpoint from now on{on_disk}: continue with "
@@ -123,14 +124,6 @@ def write_failure_message(run_dir: Path, what: str, error: OSError) -> str:
         f"cannot write {what}: {reason}; {kept}. Free disk space (or make {run_dir} writable), "
         f"then continue with `{command('train', '--resume', run_dir)}`"
     )
-
-
-def _average_size(paths: list[Path]) -> int:
-    sizes = []
-    for path in paths:
-        with contextlib.suppress(OSError):  # pruned meanwhile
-            sizes.append(path.stat().st_size)
-    return sum(sizes) // len(sizes) if sizes else 0
 
 
 def read_header(path: Path) -> dict[str, Any]:

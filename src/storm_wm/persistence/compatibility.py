@@ -22,19 +22,14 @@ ARCHITECTURE_FIELDS: tuple[str, ...] = tuple(s.name for s in settings() if s.sha
 RESUMABLE_FIELDS: tuple[str, ...] = tuple(
     sorted((s.name for s in settings() if s.on_resume != "fixed"), key=lambda name: "." in name)
 )
-"""Fields a resumed run may change (declared with an `on_resume` in config.py), the top-level
-ones first: the step budget, and bookkeeping that leaves the experiment as it is: where and how
-fast it computes (device, precision, replay placement, compilation) and how often it saves and
-logs (after a disk-full stop, `--train.checkpoint_keep 1` is the fix). With another device or
-precision the run continues the same experiment, but no longer bit for bit as one left alone."""
+"""Fields a resumed run may change (an `on_resume` other than "fixed" in config.py), the
+top-level ones first: the step budget, and bookkeeping that leaves the experiment as it is. With
+another device or precision the run continues the same experiment, but no longer bit for bit."""
 
 KEPT_ON_RESUME: tuple[str, ...] = tuple(s.name for s in settings() if s.on_resume == "kept")
-"""The resumable fields a resume changes for good: config.json is updated, so later resumes
-(a plain `make train`) keep them. The step budget is the run's length, and after a disk-full
-stop `--train.checkpoint_keep 1` must not be undone by the next resume. Every other resumable
-field applies to the resuming process only: a one-off `--train.checkpoint_every 1` does not
-make every later resume write a checkpoint per step. Each resume's changes, of both kinds, are
-appended to RUN_DIR/resumes.jsonl."""
+"""The resumable fields whose new value config.json keeps for later resumes: the step budget is
+the run's length, and a `--train.checkpoint_keep 1` after a disk-full stop must not be undone
+by the next resume (`resume.record_resume`)."""
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

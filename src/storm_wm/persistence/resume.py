@@ -1,15 +1,9 @@
 """Continuing a run: which config it may continue with, and which checkpoint to continue from.
 
-A resumed run must be the same experiment: any config difference but the step budget and
-bookkeeping (`compatibility.RESUMABLE_FIELDS`: device, checkpoint and log intervals, ...) is
-refused by name. Of those, the budget and the number of checkpoints kept are kept in
-config.json for later resumes; the others hold for the resuming process only, and each resume's
-changes go to RUN_DIR/resumes.jsonl (`record_resume`). It continues from the newest
-checkpoint that verifies (its own checksum, and its payload holds nothing but tensors and plain
-data); a damaged or unsafe one is renamed `*.corrupt` (kept, never deleted) with a one-line
-warning, and the one before it is used. A missing or damaged replay chunk never condemns a
-checkpoint: the run continues with the replay steps that remain, one line says how many were
-lost, and the chunks it cannot use are set aside in replay/unused/.
+A resumed run must be the same experiment: only the fields declared resumable
+(`compatibility.RESUMABLE_FIELDS`) may change, and every other difference is refused by name.
+A damaged checkpoint or replay chunk is set aside, never deleted, with one line saying what was
+lost. docs/resume.md describes the whole protocol.
 """
 
 from __future__ import annotations
@@ -90,7 +84,10 @@ def record_resume(run_dir: Path, saved: Config, requested: Config, step: int) ->
         }
         history = run_dir / RESUME_HISTORY
         previous = history.read_text(encoding="utf-8") if history.is_file() else ""
-        _write(history, previous + json.dumps(record) + "\n", run_dir)
+        try:
+            write_text_atomically(history, previous + json.dumps(record) + "\n")
+        except OSError as error:
+            raise StormError(f"cannot write to run directory {run_dir}: {error.strerror}") from None
 
     def describe(changes: dict[str, list[Any]]) -> str:
         return "; ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changes.items())
@@ -103,13 +100,6 @@ def record_resume(run_dir: Path, saved: Config, requested: Config, step: int) ->
             f"storm-wm: for this resume only (config.json keeps the run's): {describe(once)}"
         )
     return lines
-
-
-def _write(path: Path, text: str, run_dir: Path) -> None:
-    try:
-        write_text_atomically(path, text)
-    except OSError as error:
-        raise StormError(f"cannot write to run directory {run_dir}: {error.strerror}") from None
 
 
 def check_resume_config(saved: Config, requested: Config, run_dir: Path) -> None:
@@ -161,7 +151,7 @@ def select_checkpoint(
         replay_state = checkpoint["replay"]
         total = int(replay_state["total"])
         first = replay_state.get("first")
-        problem = replay_store.restore_newest(replay, replay_state["chunks"], total, first)
+        problem = replay_store.restore(replay, replay_state["chunks"], total, first)
         if problem is not None:
             # The weights are intact: never condemn them for the replay's sake (issue: eval and
             # dream would find no checkpoint). Continue with the replay that remains, and set

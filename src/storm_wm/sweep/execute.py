@@ -147,15 +147,14 @@ def execute_run(
         place += f", CUDA_VISIBLE_DEVICES={devices!r}"
     header = f"storm-wm sweep attempt {attempt}, {place}, {time.strftime('%Y-%m-%d %H:%M:%S')}"
 
-    arguments = run.resume_arguments if resumes(run_dir) else run.train_arguments
-    log_path = run_dir / "train.log"
-    error = _call(arguments, log_path, header, full_environment, on_start)
-    if error is not None:
-        return Outcome(finished=False, error=error, log=str(log_path))
-    log_path = run_dir / "eval.log"
-    error = _call(run.eval_arguments, log_path, header, full_environment, on_start)
-    if error is not None:
-        return Outcome(finished=False, error=error, log=str(log_path))
+    train = run.resume_arguments if resumes(run_dir) else run.train_arguments
+    for arguments, log_path in (
+        (train, run_dir / "train.log"),
+        (run.eval_arguments, run_dir / "eval.log"),
+    ):
+        error = _call(arguments, log_path, header, full_environment, on_start)
+        if error is not None:
+            return Outcome(finished=False, error=error, log=str(log_path))
     if not run_is_finished(run_dir):
         return Outcome(False, "eval exited cleanly but wrote no eval.json", str(log_path))
     return Outcome(finished=True)

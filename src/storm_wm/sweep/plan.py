@@ -163,29 +163,12 @@ def plan_sweep(
     runs = []
     for game in games:
         config = train_config(["--game", game, *shared, *train_options])
-        episodes = eval_episodes or config.train.eval_episodes
+        episodes, device = str(eval_episodes or config.train.eval_episodes), config.device
         for seed in seeds:
             run_dir = sweep_dir / run_dir_name(game, seed)
-            train_arguments = (
-                "train",
-                "--game",
-                game,
-                "--seed",
-                str(seed),
-                *shared,
-                "--run-dir",
-                str(run_dir),
-                "--no-progress",
-                *train_options,
-            )
-            eval_arguments = (
-                "eval",
-                str(run_dir),
-                "--episodes",
-                str(episodes),
-                "--device",
-                config.device,
-            )
+            train_arguments = ("train", "--game", game, "--seed", str(seed), *shared)
+            train_arguments += ("--run-dir", str(run_dir), "--no-progress", *train_options)
+            eval_arguments = ("eval", str(run_dir), "--episodes", episodes, "--device", device)
             runs.append(
                 RunSpec(game, seed, run_dir, train_arguments, eval_arguments, config.train.steps)
             )

@@ -8,9 +8,11 @@ changes of state are printed, one line each, so the log stays readable.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -55,22 +57,16 @@ class RunTracker:
         self.submitted_at, self.first_seen, self.step = now, None, None
 
     def phase(self) -> str:
-        """The record's status, with `running` refined from the run's files."""
+        """The record's status, with `running` refined from the run's logs: one touched since
+        the attempt was submitted means a worker picked the run up (coarse mtimes: -1 s)."""
         status = self.record.status
         if status != "running" or self.submitted_at is None:
             return status
-        started = [
-            path.stat().st_mtime
-            for path in (self.run.run_dir / "train.log", self.run.run_dir / "eval.log")
-            if path.exists()
-        ]
-        # A log touched since submission means a worker picked the run up (coarse mtimes: -1 s).
-        if not started or max(started) < self.submitted_at - 1:
-            return "waiting"
-        eval_log = self.run.run_dir / "eval.log"
-        if eval_log.exists() and eval_log.stat().st_mtime >= self.submitted_at - 1:
-            return "evaluating"
-        return "training"
+        for log, phase in (("eval.log", "evaluating"), ("train.log", "training")):
+            with contextlib.suppress(OSError):
+                if (self.run.run_dir / log).stat().st_mtime >= self.submitted_at - 1:
+                    return phase
+        return "waiting"
 
     def observe(self, now: float) -> None:
         step = last_step(self.run.run_dir / "metrics.jsonl")
@@ -135,27 +131,24 @@ class ProgressDisplay:
 
     def refresh(self, trackers: list[RunTracker], now: float) -> None:
         width = max(len(tracker.run.name) for tracker in trackers)
+
+        def line(tracker: RunTracker) -> str:
+            return f"{tracker.run.name:<{width}}  {tracker.describe(now)}"
+
         if not self.in_place:
             for tracker in trackers:
                 phase = tracker.phase()
                 if self.printed_phase.get(tracker.run.name) != phase:
                     self.printed_phase[tracker.run.name] = phase
-                    print(
-                        f"{tracker.run.name:<{width}}  {tracker.describe(now)}",
-                        file=self.stream,
-                        flush=True,
-                    )
+                    print(line(tracker), file=self.stream, flush=True)
             return
         columns, rows = shutil.get_terminal_size()
-        shown = trackers
-        counts: dict[str, int] = {}
+        shown, summary = trackers, []
         if len(trackers) > rows - 2:  # too many to list: show active runs, count the rest
+            counts = Counter(tracker.phase() for tracker in trackers)
             shown = [t for t in trackers if t.phase() not in ("queued", "finished")]
-            for tracker in trackers:
-                counts[tracker.phase()] = counts.get(tracker.phase(), 0) + 1
-        lines = [f"{t.run.name:<{width}}  {t.describe(now)}"[: columns - 1] for t in shown]
-        if counts:
-            lines.append(", ".join(f"{count} {phase}" for phase, count in sorted(counts.items())))
+            summary = [", ".join(f"{count} {phase}" for phase, count in sorted(counts.items()))]
+        lines = [line(tracker)[: columns - 1] for tracker in shown] + summary
         self._erase()
         self.stream.write("".join(line + "\n" for line in lines))
         self.stream.flush()
