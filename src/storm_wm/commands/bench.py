@@ -176,8 +176,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from storm_wm.atomic import write_text_atomically
+    from storm_wm.benchmark.results import format_table
     from storm_wm.benchmark.run import run_benchmark
-    from storm_wm.benchmark.table import format_table
     from storm_wm.device import choose_precision, resolve_device
 
     if args.repeats < 1 or args.warmup < 0:

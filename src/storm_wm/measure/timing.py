@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -27,8 +26,3 @@ def timed(function: Callable[[], T], device: torch.device) -> tuple[T, float]:
     result = function()
     synchronize(device)
     return result, time.perf_counter() - start
-
-
-def median(values: list[float]) -> float:
-    """The median: on a shared machine one slow repetition must not move the figure."""
-    return statistics.median(values)
