@@ -75,12 +75,6 @@ def loop_schedule(config: Config, settings: LoopSettings) -> tuple[int, int, int
     return timed_from, total, checkpoint_every
 
 
-def _checkpoints_in(first: int, last: int, every: int) -> int:
-    """Checkpoints whose writing falls between the window's two records: steps in [first, last)
-    (the one at `first` is saved after that step's record is logged)."""
-    return len(range(_round_up(first, every), last, every))
-
-
 def _rate_figures(run_dir: Path, timed_from: int, checkpoint_every: int) -> dict[str, Any]:
     rate = window_rate(records(run_dir / "metrics.jsonl"), timed_from)
     if rate is None:
@@ -88,9 +82,14 @@ def _rate_figures(run_dir: Path, timed_from: int, checkpoint_every: int) -> dict
             f"the loop benchmark's run in {run_dir} logged no timed window; give more "
             "--loop-steps (at least two train.log_every intervals)"
         )
+    # Checkpoints written between the window's two records: those of the steps in [first,
+    # last), as the one at `first` is saved after that step's record is logged.
+    checkpoints = range(
+        _round_up(rate.first_step, checkpoint_every), rate.last_step, checkpoint_every
+    )
     return {
         **rate.to_dict(),
-        "checkpoints_in_window": _checkpoints_in(rate.first_step, rate.last_step, checkpoint_every),
+        "checkpoints_in_window": len(checkpoints),
         "hours_per_100k_steps": 100_000 / rate.steps_per_second / 3600,
     }
 

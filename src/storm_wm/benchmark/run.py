@@ -18,7 +18,7 @@ from storm_wm.benchmark.machine import (
     device_description,
     load_average,
 )
-from storm_wm.benchmark.phases import TRAINING_PHASES, ActingStep, TrainingWorkload, replay_bytes
+from storm_wm.benchmark.phases import TRAINING_PHASES, ActingStep, TrainingWorkload
 from storm_wm.benchmark.profile import profile_phases
 from storm_wm.benchmark.results import BenchResult, PhaseResult
 from storm_wm.config import Config
@@ -26,6 +26,7 @@ from storm_wm.envs import make_env
 from storm_wm.measure.flops import count_flops
 from storm_wm.measure.peak import matmul_peak, precision_name
 from storm_wm.measure.timing import timed
+from storm_wm.replay import ReplayBuffer
 
 PEAK_DTYPES = (torch.float32, torch.bfloat16)
 
@@ -169,6 +170,7 @@ def run_benchmark(
     log("timing the environment")
     env_step_seconds = environment_step_seconds(env, rng)
 
+    replay = workload.replay
     result = BenchResult(
         command=command,
         date=date,
@@ -188,9 +190,9 @@ def run_benchmark(
         phases=phases,
         env_step_seconds=env_step_seconds,
         train_every=config.train.train_every,
-        replay_frames=workload.replay.capacity,
-        replay_bytes=replay_bytes(workload.replay),
-        replay_on_device=workload.replay.device is not None,
+        replay_frames=replay.capacity,
+        replay_bytes=ReplayBuffer.bytes_needed(replay.capacity, replay.frames.shape[1:]),
+        replay_on_device=replay.device is not None,
         peak_rss_bytes=memory.process_peak(),
         notes=notes,
         planned=planned_measurements(profile_steps > 0, loop),
@@ -215,7 +217,7 @@ def run_benchmark(
         on_figures(result)
         del act_and_env
     env.close()
-    del workload, acting, training  # the loop's runs build their own models and replay
+    del workload, replay, acting, training  # the loop's runs build their own models and replay
     if device.type == "cuda":
         torch.cuda.empty_cache()  # room for the concurrent runs' processes
     if loop is not None:

@@ -26,22 +26,18 @@ def precision_name(dtype: torch.dtype) -> str:
     return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
-def peak_settings(device: torch.device, dtype: torch.dtype) -> tuple[int, int]:
-    """(matrix side, repetitions): big enough to reach the peak, short where the peak is low.
-
-    A CPU without AMX or AVX512-BF16 emulates bf16 products at about 0.001 TFLOP/s, so its bf16
-    peak is measured on a small matrix: a 2048 product would take over ten seconds there.
-    """
-    if device.type == "cuda":
-        return 8192, 10
-    if device.type == "cpu" and dtype == torch.bfloat16 and not cpu_has_fast_bf16():
-        return 512, 3
-    return 2048, 5
-
-
 def matmul_peak(device: torch.device, dtype: torch.dtype) -> MatmulPeak:
-    """TFLOP/s of a square `dtype` matrix product on `device` (one untimed warm-up product)."""
-    size, repeats = peak_settings(device, dtype)
+    """TFLOP/s of a square `dtype` matrix product on `device` (one untimed warm-up product).
+
+    The matrix is big enough to reach the peak, and small where the peak is low: a CPU without
+    AMX or AVX512-BF16 emulates bf16 products at about 0.001 TFLOP/s, where a 2048 product would
+    take over ten seconds.
+    """
+    size, repeats = 2048, 5
+    if device.type == "cuda":
+        size, repeats = 8192, 10
+    elif device.type == "cpu" and dtype == torch.bfloat16 and not cpu_has_fast_bf16():
+        size, repeats = 512, 3
     try:
         left = torch.randn(size, size, device=device, dtype=dtype)
         right = torch.randn(size, size, device=device, dtype=dtype)
