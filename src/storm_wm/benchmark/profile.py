@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from storm_wm.measure.timing import synchronize
+from storm_wm.measure import synchronize
 
 PHASE_PREFIX = "storm-wm phase: "
 PHASE_END = "storm-wm phase end (synchronisation)"

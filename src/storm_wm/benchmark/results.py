@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, fields
 
 from storm_wm.benchmark.phases import TRAINING_PHASES
 from storm_wm.benchmark.profile import format_profile
-from storm_wm.measure.peak import MatmulPeak
+from storm_wm.measure import MatmulPeak
 
 
 @dataclass

@@ -12,20 +12,13 @@ import numpy as np
 import torch
 
 from storm_wm.benchmark.end_to_end import LoopSettings, run_end_to_end
-from storm_wm.benchmark.machine import (
-    PeakMemory,
-    cpu_description,
-    device_description,
-    load_average,
-)
+from storm_wm.benchmark.machine import PeakMemory, cpu_description, device_description, load_average
 from storm_wm.benchmark.phases import TRAINING_PHASES, ActingStep, TrainingWorkload
 from storm_wm.benchmark.profile import profile_phases
 from storm_wm.benchmark.results import BenchResult, PhaseResult
 from storm_wm.config import Config
 from storm_wm.envs import make_env
-from storm_wm.measure.flops import count_flops
-from storm_wm.measure.peak import matmul_peak, precision_name
-from storm_wm.measure.timing import timed
+from storm_wm.measure import count_flops, matmul_peak, precision_name, timed
 from storm_wm.replay import ReplayBuffer
 
 PEAK_DTYPES = (torch.float32, torch.bfloat16)
