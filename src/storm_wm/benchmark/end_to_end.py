@@ -3,15 +3,12 @@
 Each variant (eager, compiled) is a real `storm-wm train` run in this process, on the preset's
 models and environment: the random warm-up steps, then `warmup` more steps with updates (where
 compilation, the allocator and the caches settle), then `steps` timed steps of acting, the
-environment, updates, metric logging and checkpoints (written as training writes them, with
-`checkpoint_every` lowered to half the timed steps if need be so that the window holds at least
-one, unless `checkpoint_every` is given). The rate is read from the run's own metrics.jsonl
-(benchmark/run_metrics.py), so it is the figure a user's run logs. Peak memory is the device's
-(CUDA: max_memory_allocated) or, on a CPU, the process's peak resident memory. A compiled
-variant records what became of each compiled function (`compilation.RECORDS`): one that fell
-back to eager says so, with the reason, instead of passing for compiled. A run stopped by a
-signal (a time limit's SIGTERM) keeps the rate of its shorter window, marked `stopped_by`, and
-ends the measurements with an error.
+environment, updates, metric logging and checkpoints (written as training writes them). The
+rate is read from the run's own metrics.jsonl (benchmark/run_metrics.py), so it is the figure a
+user's run logs. A compiled variant records what became of each compiled function
+(`compilation.RECORDS`): one that fell back to eager says so, with the reason, instead of
+passing for compiled. A run stopped by a signal (a time limit's SIGTERM) keeps the rate of its
+shorter window and ends the measurements with an error.
 
 With `concurrent` counts, that many runs are started at once as separate `storm-wm train`
 processes sharing the device (seeds 1..N), and their aggregate rate is the sum of each run's

@@ -139,6 +139,10 @@ def _row(name: str, seconds: float, tflop: float, peak: float, memory: str) -> s
     )
 
 
+def _phase_row(name: str, phase: PhaseResult, peak: float) -> str:
+    return _row(name, phase.seconds, phase.tflop, peak, _gigabytes(phase.peak_memory_bytes))
+
+
 def _peak(name: str, peak: MatmulPeak, threads: str) -> str:
     return f"{name} {peak.tflops:.4g} TFLOP/s ({peak.size}^2, best of {peak.repeats}{threads})"
 
@@ -168,16 +172,9 @@ def format_table(result: BenchResult) -> str:
         f"  {'phase':<22}{'time s':>10}{'TFLOP':>10}{'TFLOP/s':>10}{'of peak':>10}"
         f"{'peak memory':>12}",
     ]
-    for name in TRAINING_PHASES:
-        phase = result.phases[name]
-        lines.append(
-            _row(name, phase.seconds, phase.tflop, peak, _gigabytes(phase.peak_memory_bytes))
-        )
+    lines += [_phase_row(name, result.phases[name], peak) for name in TRAINING_PHASES]
     lines.append(_row("training step", result.step_seconds, result.step_tflop, peak, ""))
-    act = result.phases["act"]
-    lines.append(
-        _row("act (1 env)", act.seconds, act.tflop, peak, _gigabytes(act.peak_memory_bytes))
-    )
+    lines.append(_phase_row("act (1 env)", result.phases["act"], peak))
     lines += [
         "",
         f"environment {result.game}: {result.env_steps_per_second:.4g} steps/s "

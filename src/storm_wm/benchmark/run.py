@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from storm_wm.benchmark.end_to_end import LoopSettings, run_end_to_end
-from storm_wm.benchmark.machine import PeakMemory, cpu_description, device_description, load_average
+from storm_wm.benchmark.machine import PeakMemory, cpu_description, load_average
 from storm_wm.benchmark.phases import TRAINING_PHASES, ActingStep, TrainingWorkload
 from storm_wm.benchmark.profile import profile_phases
 from storm_wm.benchmark.results import BenchResult, PhaseResult
@@ -171,7 +171,7 @@ def run_benchmark(
         game=config.env.game,
         num_actions=num_actions,
         device=str(device),
-        device_name=device_description(device),
+        device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
         precision=precision_name(dtype),
         torch_version=torch.__version__,
         cpu=cpu,
