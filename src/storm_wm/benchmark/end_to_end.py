@@ -46,7 +46,7 @@ class LoopSettings:
     """Environment steps timed, after the warm-ups."""
     warmup: int
     """Environment steps with updates run before timing starts (not timed)."""
-    variants: tuple[str, ...] = ("eager", "compiled")
+    variants: tuple[str, ...] = tuple(VARIANTS)
     concurrent: tuple[int, ...] = ()
     """Numbers of runs to start at once for the aggregate rate (empty: none), in this order."""
     checkpoint_every: int | None = None
