@@ -15,7 +15,7 @@ from storm_wm.benchmark.run_metrics import episode_returns, window_rate
 from storm_wm.cli import main
 from storm_wm.config import build_config
 from storm_wm.device import CPU_BF16_VARIABLE
-from storm_wm.measure.flops import count_flops
+from storm_wm.measure import count_flops
 
 PHASES = ("world_model_update", "imagination", "agent_update")
 POSITIVE = (

@@ -27,12 +27,6 @@ def cpu_description() -> dict:
     }
 
 
-def device_description(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return str(device)
-
-
 def load_average() -> list[float]:
     """1, 5 and 15 minute load averages: on a shared machine they say how noisy the timings are."""
     try:

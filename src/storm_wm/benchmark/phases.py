@@ -51,11 +51,6 @@ def filled_replay(
     return replay
 
 
-def replay_bytes(replay: ReplayBuffer) -> int:
-    arrays = (replay.frames, replay.actions, replay.rewards, replay.terminations)
-    return sum(array.nbytes for array in arrays)
-
-
 class TrainingWorkload:
     """One model pair, its Trainer and a full replay buffer; each method runs one phase."""
 
@@ -63,9 +58,7 @@ class TrainingWorkload:
         self, config: Config, num_actions: int, device: torch.device, dtype: torch.dtype
     ) -> None:
         self.config = config
-        self.device = device
         self.dtype = dtype
-        self.num_actions = num_actions
         self.rng = np.random.default_rng(config.seed)
         self.models = build_models(config, num_actions, device)
         self.trainer = Trainer(self.models, config, device, dtype)

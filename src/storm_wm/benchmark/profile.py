@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from storm_wm.measure.timing import synchronize
+from storm_wm.measure import synchronize
 
 PHASE_PREFIX = "storm-wm phase: "
 PHASE_END = "storm-wm phase end (synchronisation)"
@@ -66,34 +66,28 @@ class TraceEvent:
     """Ops: not inside another op (set by `nest`)."""
 
 
+_ACTIVITY_KINDS = {
+    "user_annotation": "annotation",
+    "cpu_op": "op",
+    "cuda_runtime": "runtime",
+    "cuda_driver": "runtime",
+    "kernel": "kernel",
+    "gpu_memcpy": "memcpy",
+    "gpu_memset": "memset",
+    "concurrent_kernel": "kernel",
+}
+"""The profiler's activity types that the summary keeps, by kind; it drops the others
+(device-side copies of annotations, overhead markers, python frames)."""
+
+
 def _kind(name: str, on_device: bool, activity: str | None, annotation: bool) -> str | None:
     """The event's kind from the profiler's activity type where it gives one, else its name."""
     if activity:
-        kinds = {
-            "user_annotation": "annotation",
-            "cpu_op": "op",
-            "cuda_runtime": "runtime",
-            "cuda_driver": "runtime",
-            "kernel": "kernel",
-            "gpu_memcpy": "memcpy",
-            "gpu_memset": "memset",
-            "concurrent_kernel": "kernel",
-        }
-        if activity in kinds:
-            return kinds[activity]
-        return None  # device-side copies of annotations, overhead markers, python frames
-    if on_device:
-        if annotation:
-            return None
-        return (
-            "memcpy"
-            if name.startswith("Memcpy")
-            else "memset"
-            if name.startswith("Memset")
-            else "kernel"
-        )
+        return _ACTIVITY_KINDS.get(activity)
     if annotation:
-        return "annotation"
+        return None if on_device else "annotation"
+    if on_device:
+        return name[:6].lower() if name.startswith(("Memcpy", "Memset")) else "kernel"
     return "runtime" if _RUNTIME.match(name) else "op"
 
 
@@ -236,20 +230,19 @@ def _phase_summary(
             ops, lambda e: e.self_time / 1e6, steps, sum(e.self_time for e in ops) / 1e6
         ),
     }
-    device_fields = (
-        "device_busy_seconds",
-        "device_busy_fraction",
-        "device_idle_seconds",
-        "kernels",
-        "kernel_launches",
-        "graph_launches",
-        "synchronizations",
-        "memcpy",
-        "idle_gaps",
-        "top_kernels",
-    )
-    if not timeline:
-        return {**summary, **dict.fromkeys(device_fields)}
+    device = _device_summary(events, host, windows, wall, steps)
+    if not timeline:  # the CPU runs the operators itself: no device figures
+        device = dict.fromkeys(device)
+    return {**summary, **device}
+
+
+def _device_summary(
+    events: list[TraceEvent],
+    host: list[TraceEvent],
+    windows: list[tuple[float, float]],
+    wall: float,
+    steps: int,
+) -> dict[str, Any]:
     device = [e for e in events if e.kind in _DEVICE_KINDS and _within(e, windows)]
     busy_intervals = _union((e.start, e.end) for e in device)
     busy = sum(
@@ -266,7 +259,6 @@ def _phase_summary(
             copies[direction.group(0) if direction else "other"] += 1 / steps
     kernels = [e for e in device if e.kind == "kernel"]
     return {
-        **summary,
         "device_busy_seconds": busy / 1e6 / steps,
         "device_busy_fraction": busy / wall if wall > 0 else None,
         "device_idle_seconds": (wall - busy) / 1e6 / steps,

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from storm_wm.config import Config
-from storm_wm.measure.flops import count_flops
+from storm_wm.measure import count_flops
 from storm_wm.models.agent import build_models
 from storm_wm.replay import ReplayBuffer
 from storm_wm.text import plural, rough_duration
