@@ -32,9 +32,9 @@
 # It uses the machine's own python3 and PyTorch (torch is never installed or upgraded) and runs
 # the project from this checkout (PYTHONPATH=src:tools). The packages the machine lacks are
 # installed, with --no-deps, into a scratch folder from the wheels in .whl/. The other
-# dependencies (numpy, opencv, tqdm, psutil, imageio, pillow, matplotlib, pandas, scipy,
-# safetensors, protobuf, pytest) come with the GPU image; pygame (`storm-wm play`), rliable
-# (`storm-wm report`'s cross-check) and imageio-ffmpeg (mp4 videos) are not needed here.
+# dependencies (numpy, opencv, tqdm, psutil, pillow, scipy, protobuf, pytest) come with the GPU
+# image; the optional extras (pygame for `storm-wm play`, matplotlib for the report's plots,
+# imageio-ffmpeg for MP4 videos) and rliable (the report's cross-check) are not needed here.
 #
 # Stages, in this order (tools/device_check/check.py): tests (`pytest -m cuda`, at most a
 # quarter of the budget, the compile tests last); bench (`storm-wm bench --device cuda`: the

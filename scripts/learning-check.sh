@@ -55,6 +55,11 @@ python="${PYTHON:-$(dirname "$(command -v "$storm_wm")")/python}"
 preset="${PRESET:-small}"
 episodes="${EPISODES:-20}"
 out="${OUT:-runs/learning-check/$game}"
+# The curves are drawn at the end, hours later: check for their package before training.
+if ! "$python" -c "import matplotlib" 2>/dev/null; then
+  echo "learning-check: the curves need matplotlib: pip install 'storm-wm[plots]' (make installs it)" >&2
+  exit 2
+fi
 mkdir -p "$out"
 threads=$(( $(nproc) / jobs )); [ "$threads" -ge 1 ] || threads=1
 

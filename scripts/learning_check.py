@@ -51,7 +51,7 @@ def summarise(out: Path) -> dict:
         config = json.loads((run.path / "config.json").read_text())
         wall = run.path.with_name(f"{run.path.name}.wall_seconds")
         seconds = float(wall.read_text()) if wall.is_file() else None
-        steps = run.evaluation.step if run.evaluation else None
+        steps = run.step
         eval_record = json.loads((run.path / "eval.json").read_text())
         rows.append(
             {

@@ -10,8 +10,8 @@ import torch
 from storm_wm.config import Config, build_config
 from storm_wm.device import CPU_BF16_VARIABLE
 from storm_wm.models import WorldModel
+from storm_wm.models.agent import Models, build_models
 from storm_wm.persistence.checkpoint import save_checkpoint
-from storm_wm.training.trainer import Models, build_models
 
 TINY_GAME = "toy:catch"
 TINY_ACTIONS = 3
@@ -71,11 +71,17 @@ def write_tiny_run(path: Path, step: int = 100, **overrides) -> Path:
     config, models = build_tiny_models(**overrides)
     path.mkdir(parents=True, exist_ok=True)
     config.save(path / "config.json")
-    save_checkpoint(path, step, {
-        "game": TINY_GAME, "num_actions": TINY_ACTIONS, "config": config.to_dict(),
-        "world_model": models.world_model.state_dict(),
-        "actor_critic": models.actor_critic.state_dict(),
-    })  # fmt: skip
+    save_checkpoint(
+        path,
+        step,
+        {
+            "game": TINY_GAME,
+            "num_actions": TINY_ACTIONS,
+            "config": config.to_dict(),
+            "world_model": models.world_model.state_dict(),
+            "actor_critic": models.actor_critic.state_dict(),
+        },
+    )
     return path
 
 

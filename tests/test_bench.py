@@ -11,17 +11,23 @@ from torch.nn import functional as F
 
 from conftest import CPU_BF16_ANSWERS
 from storm_wm.benchmark.end_to_end import LoopSettings, loop_schedule
-from storm_wm.benchmark.flops import count_flops
 from storm_wm.benchmark.run_metrics import episode_returns, window_rate
 from storm_wm.cli import main
 from storm_wm.config import build_config
 from storm_wm.device import CPU_BF16_VARIABLE
+from storm_wm.measure import count_flops
 
 PHASES = ("world_model_update", "imagination", "agent_update")
 POSITIVE = (
-    "step_seconds", "step_tflop", "fraction_of_peak", "peak_tflops_bf16", "peak_tflops_fp32",
-    "env_steps_per_second", "peak_rss_bytes", "replay_bytes",
-)  # fmt: skip
+    "step_seconds",
+    "step_tflop",
+    "fraction_of_peak",
+    "peak_tflops_bf16",
+    "peak_tflops_fp32",
+    "env_steps_per_second",
+    "peak_rss_bytes",
+    "replay_bytes",
+)
 
 
 def test_linear_layer_flops_counted_by_hand():
@@ -49,10 +55,27 @@ def debug_figures(request, tmp_path_factory) -> dict:
     path = tmp_path_factory.mktemp("bench") / "bench.json"
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", CPU_BF16_VARIABLE: request.param}
     result = subprocess.run(
-        [sys.executable, "-m", "storm_wm.cli", "bench", "--preset", "debug", "--repeats", "2",
-         "--warmup", "1", "--threads", "1", "--json", str(path)],
-        capture_output=True, text=True, timeout=300, env=environment,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "storm_wm.cli",
+            "bench",
+            "--preset",
+            "debug",
+            "--repeats",
+            "2",
+            "--warmup",
+            "1",
+            "--threads",
+            "1",
+            "--json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environment,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     for phase in (*PHASES, "act", "training step", "peak memory", "load average"):
         assert phase in result.stdout
@@ -107,9 +130,12 @@ def test_bench_rejects_a_bad_override_in_one_line(capsys):
 # The end-to-end loop at a scale that runs in seconds: the tiny preset's networks on toy:catch,
 # with this schedule.
 SCHEDULE = {
-    "train.warmup_steps": 40, "train.log_every": 20, "train.checkpoint_every": 1000,
-    "train.diagnostics_every": 0, "train.video_every": 0,
-}  # fmt: skip
+    "train.warmup_steps": 40,
+    "train.log_every": 20,
+    "train.checkpoint_every": 1000,
+    "train.diagnostics_every": 0,
+    "train.video_every": 0,
+}
 SCHEDULE_ARGS = [word for name, value in SCHEDULE.items() for word in (f"--{name}", str(value))]
 
 
@@ -144,13 +170,36 @@ def loop_figures(tmp_path_factory) -> dict:
     """The real loop, eager, alone and as two concurrent processes, at a tiny scale."""
     path = tmp_path_factory.mktemp("bench_loop") / "bench.json"
     result = subprocess.run(
-        [sys.executable, "-m", "storm_wm.cli", "bench", "--preset", "toy+tiny", *SCHEDULE_ARGS,
-         "--repeats", "1", "--warmup", "0", "--threads", "1", "--loop-steps", "40",
-         "--loop-warmup", "0", "--loop-variants", "eager", "--concurrent", "1,2",
-         "--json", str(path)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "storm_wm.cli",
+            "bench",
+            "--preset",
+            "toy+tiny",
+            *SCHEDULE_ARGS,
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--threads",
+            "1",
+            "--loop-steps",
+            "40",
+            "--loop-warmup",
+            "0",
+            "--loop-variants",
+            "eager",
+            "--concurrent",
+            "1,2",
+            "--json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "training loop end to end" in result.stdout and "2 concurrent run(s)" in result.stdout
     return json.loads(path.read_text())["end_to_end"]
@@ -193,17 +242,38 @@ def test_bench_times_eager_and_compiled_loops_in_one_run(tmp_path):
     """Compiling on a CPU takes minutes, hence slow; the compiled run is a real train.compile."""
     path = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, "-m", "storm_wm.cli", "bench", "--preset", "toy+tiny", *SCHEDULE_ARGS,
-         "--repeats", "1", "--warmup", "0", "--threads", "1", "--loop-steps", "40",
-         "--loop-warmup", "0", "--json", str(path)],
-        capture_output=True, text=True, timeout=1200,
+        [
+            sys.executable,
+            "-m",
+            "storm_wm.cli",
+            "bench",
+            "--preset",
+            "toy+tiny",
+            *SCHEDULE_ARGS,
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--threads",
+            "1",
+            "--loop-steps",
+            "40",
+            "--loop-warmup",
+            "0",
+            "--json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
         env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     variants = json.loads(path.read_text())["end_to_end"]["variants"]
     assert {name: run["compile"] for name, run in variants.items()} == {
-        "eager": False, "compiled": True,
-    }  # fmt: skip
+        "eager": False,
+        "compiled": True,
+    }
     assert all(run["steps"] == 40 and run["steps_per_second"] > 0 for run in variants.values())
 
 

@@ -67,13 +67,15 @@ def test_profile_summary_of_a_cuda_trace_worked_by_hand():
     gaps = update["idle_gaps"]
     assert gaps["count"] == 4 and gaps["seconds"] == pytest.approx(50e-6)
     assert gaps["largest"][0] == {
-        "seconds": pytest.approx(20e-6), "after": "gemm_small",
+        "seconds": pytest.approx(20e-6),
+        "after": "gemm_small",
         "before": "Memcpy HtoD (Pinned -> Device)",
-    }  # fmt: skip
+    }
     # Then the 10 us gaps in the order they came: 0..10 and 70..80.
     assert [(gap["after"], gap["before"]) for gap in gaps["largest"][1:]] == [
-        ("the phase's start", "gemm_big"), ("Memcpy HtoD (Pinned -> Device)", "gemm_small"),
-    ]  # fmt: skip
+        ("the phase's start", "gemm_big"),
+        ("Memcpy HtoD (Pinned -> Device)", "gemm_small"),
+    ]
     assert (update["kernels"], update["kernel_launches"], update["graph_launches"]) == (3, 3, 0)
     assert update["synchronizations"] == 1  # the stream's; the profile's own is left out
     assert update["memcpy"] == {"HtoD": 1}
@@ -134,10 +136,13 @@ def test_a_compile_fallback_is_recorded_with_its_reason(monkeypatch):
     function(torch.ones(1))
     function(torch.ones(1))
     records = compilation.RECORDS[first:]
-    assert records == [{
-        "function": "the doubling", "compiled": False,
-        "reason": "InductorError: no working C++ compiler found",
-    }]  # fmt: skip
+    assert records == [
+        {
+            "function": "the doubling",
+            "compiled": False,
+            "reason": "InductorError: no working C++ compiler found",
+        }
+    ]
     outcome = compile_outcome(records)
     assert outcome["compiled"] is False
     assert outcome["compile_fallbacks"] == [
@@ -162,9 +167,14 @@ def test_a_compiled_call_records_its_first_call_once(monkeypatch):
 def test_measurements_are_planned_most_telling_first():
     loop = LoopSettings(100, 25, ("eager", "compiled"), (1, 4, 2))
     assert planned_measurements(True, loop) == [
-        "phases", "profile", "loop eager", "loop compiled", "concurrent 1", "concurrent 4",
+        "phases",
+        "profile",
+        "loop eager",
+        "loop compiled",
+        "concurrent 1",
+        "concurrent 4",
         "concurrent 2",
-    ]  # fmt: skip
+    ]
     assert planned_measurements(False, None) == ["phases"]
 
 
@@ -185,9 +195,14 @@ def test_a_failed_profile_is_recorded_and_the_bench_goes_on(monkeypatch):
     written = []
     config = build_config("toy+tiny", {"train.replay_capacity": 400, "train.warmup_steps": 40})
     result = run.run_benchmark(
-        config, torch.device("cpu"), torch.float32, repeats=1, warmup=0, profile_steps=1,
+        config,
+        torch.device("cpu"),
+        torch.float32,
+        repeats=1,
+        warmup=0,
+        profile_steps=1,
         on_figures=lambda figures: written.append(list(figures.measured)),
-    )  # fmt: skip
+    )
     assert result.profile == {"error": "RuntimeError: no profiler here"}
     assert result.planned == ["phases", "profile"] and result.measured == ["phases"]
     assert written == [["phases"], ["phases"]]  # after the phases, then with the error

@@ -20,6 +20,9 @@ from storm_wm.acting import Policy
 from storm_wm.config import build_config
 from storm_wm.envs import make_env
 from storm_wm.errors import StormError
+from storm_wm.logs.metrics import MetricAccumulator
+from storm_wm.logs.records import truncate
+from storm_wm.models.agent import build_models
 from storm_wm.persistence import checkpoint
 from storm_wm.persistence.checkpoint import (
     MAGIC,
@@ -36,8 +39,7 @@ from storm_wm.persistence.replay_store import ReplayStore
 from storm_wm.persistence.rng_state import capture_rng_state, restore_rng_state
 from storm_wm.replay import ReplayBuffer
 from storm_wm.run.signals import StopSignals
-from storm_wm.training.logger import MetricAccumulator, truncate_metrics
-from storm_wm.training.trainer import Trainer, build_models
+from storm_wm.training.trainer import Trainer
 
 STATE = {"weights": torch.arange(1000, dtype=torch.float32), "counter": 7, "name": "x"}
 
@@ -181,12 +183,10 @@ def test_damaged_or_missing_replay_chunk_is_detected(tmp_path: Path) -> None:
     chunk = tmp_path / "replay" / manifest[0]["name"]
     damage(chunk, "flip")
     restored = ReplayBuffer(100, (2, 2, 3))
-    with pytest.raises(CorruptCheckpointError, match="corrupt"):
-        store.restore(restored, manifest, 40)
+    assert "corrupt" in store.restore(restored, manifest, 40)
     assert len(restored) == 0
     chunk.unlink()
-    with pytest.raises(CorruptCheckpointError, match="cannot be read"):
-        store.restore(restored, manifest, 40)
+    assert "cannot be read" in store.restore(restored, manifest, 40)
 
 
 def test_chunks_written_after_the_checkpoint_are_discarded(tmp_path: Path) -> None:
@@ -288,13 +288,11 @@ def test_rng_states_survive_a_weights_only_checkpoint(tmp_path: Path) -> None:
 
 
 def test_policy_context_round_trip() -> None:
-    config = build_config("toy+tiny")
+    config = build_config("toy+tiny", {"train.act_context": 4})
     models = build_models(config, 3, torch.device("cpu"))
 
     def policy() -> Policy:
-        return Policy(models.world_model, models.actor_critic, 1, 3, context_length=4,
-                      device=torch.device("cpu"), dtype=torch.float32,
-                      rng=np.random.default_rng(0))  # fmt: skip
+        return Policy(models, config.train, 1, np.random.default_rng(0), dtype=torch.float32)
 
     original, copy = policy(), policy()
     frames = np.random.default_rng(0).integers(0, 256, (6, 1, 16, 16, 3), dtype=np.uint8)
@@ -330,11 +328,14 @@ def test_nonfinite_update_is_skipped_and_changes_nothing(monkeypatch) -> None:
         return loss * float("nan"), metrics
 
     monkeypatch.setattr(type(models.world_model), "loss", nan_loss)
-    monkeypatch.setattr(type(models.actor_critic), "loss", lambda self, *a: (
-        torch.tensor(float("inf"), requires_grad=True), {}))  # fmt: skip
+    monkeypatch.setattr(
+        type(models.actor_critic),
+        "loss",
+        lambda self, *a: (torch.tensor(float("inf"), requires_grad=True), {}),
+    )
     for count in (1, 2):
         metrics = trainer.train_step(replay, rng)
-        assert trainer.nonfinite_streaks == {"world_model": count, "agent": count}
+        assert trainer.nonfinite.streaks == {"world_model": count, "agent": count}
     # The skip is decided on the device: a skipped update's metrics are NaN (no host
     # synchronisation chose to drop them), and the accumulator leaves NaN out of its means.
     assert {name: float(value) for name, value in metrics.items() if "nonfinite" in name} == {
@@ -345,7 +346,7 @@ def test_nonfinite_update_is_skipped_and_changes_nothing(monkeypatch) -> None:
     accumulator = MetricAccumulator()
     accumulator.add(metrics)
     assert accumulator.flush() == {"world_model/nonfinite": 1.0, "agent/nonfinite": 1.0}
-    assert trainer.skipped_updates == 4
+    assert int(trainer.nonfinite.skipped) == 4
     for key in ("world_model", "actor_critic"):
         after = getattr(models, key).state_dict()
         assert all(torch.equal(after[name], value) for name, value in before[key].items()), key
@@ -354,7 +355,7 @@ def test_nonfinite_update_is_skipped_and_changes_nothing(monkeypatch) -> None:
     )
     monkeypatch.undo()
     metrics = trainer.train_step(replay, rng)
-    assert trainer.nonfinite_streaks == {"world_model": 0, "agent": 0}
+    assert trainer.nonfinite.streaks == {"world_model": 0, "agent": 0}
     assert metrics["world_model/nonfinite"] == 0.0
 
 
@@ -365,14 +366,15 @@ def test_trainer_state_round_trip() -> None:
     replay = filled_replay(100, 0, 40)
     replay.frames = np.zeros((100, 16, 16, 3), np.uint8)
     trainer.train_step(replay, np.random.default_rng(0))
-    trainer.skipped_updates = 3
+    trainer.nonfinite.skipped.fill_(3)
     buffer = io.BytesIO()
     torch.save(trainer.state_dict(), buffer)
     buffer.seek(0)
-    other = Trainer(build_models(config, 3, torch.device("cpu")), config, torch.device("cpu"),
-                    torch.float32)  # fmt: skip
+    other = Trainer(
+        build_models(config, 3, torch.device("cpu")), config, torch.device("cpu"), torch.float32
+    )
     other.load_state_dict(torch.load(buffer, weights_only=True))
-    assert other.skipped_updates == 3
+    assert int(other.nonfinite.skipped) == 3
     saved = trainer.world_model_optimizer.state_dict()["state"][0]["exp_avg"]
     assert torch.equal(other.world_model_optimizer.state_dict()["state"][0]["exp_avg"], saved)
 
@@ -380,7 +382,7 @@ def test_trainer_state_round_trip() -> None:
 def test_truncate_metrics_drops_later_steps_and_a_half_line(tmp_path: Path) -> None:
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 10, "a": 1}\n{"step": 20, "a": 2}\n{"step": 30, "a": 3}\n{"step": 4')
-    truncate_metrics(path, 20)
+    truncate(path, 20)
     assert path.read_text() == '{"step": 10, "a": 1}\n{"step": 20, "a": 2}\n'
 
 
@@ -391,9 +393,9 @@ def test_first_signal_requests_a_stop_second_gets_the_old_handler() -> None:
     try:
         previous = signal.getsignal(signal.SIGTERM)
         with StopSignals() as stop:
-            assert stop() is None
+            assert stop.requested is None
             os.kill(os.getpid(), signal.SIGTERM)
-            assert stop() == "SIGTERM"
+            assert stop.requested == "SIGTERM"
             with pytest.raises(KeyboardInterrupt):  # a second signal: Ctrl-C works as usual
                 os.kill(os.getpid(), signal.SIGINT)
         assert signal.getsignal(signal.SIGTERM) is previous
@@ -404,8 +406,8 @@ def test_first_signal_requests_a_stop_second_gets_the_old_handler() -> None:
 
 def test_unrestorable_env_restarts_its_episode_deterministically(tmp_path: Path, capsys) -> None:
     """gym:<id> games: the resumed run starts a new episode, seeded by the run's seed and step."""
-    from storm_wm.persistence.snapshot import capture, restore
-    from storm_wm.run.compose import build_components
+    from storm_wm.run.state import capture, restore
+    from storm_wm.run.train import build_components
     from storm_wm.training.loop import LoopState
 
     config = build_config("toy+tiny")

@@ -14,14 +14,19 @@ from storm_wm.config import build_config
 from storm_wm.errors import StormError
 from storm_wm.persistence.checkpoint import list_checkpoints, load_checkpoint
 from storm_wm.persistence.writer import CheckpointWriter, host_copy
-from storm_wm.run import compose
+from storm_wm.run.train import train
 
 # This file's training schedule, on the tiny preset's networks (stacked on toy).
 SCHEDULE = {
-    "train.steps": 60, "train.warmup_steps": 20, "train.checkpoint_every": 20,
-    "train.log_every": 20, "train.train_every": 4, "train.checkpoint_keep": 2,
-    "train.diagnostics_every": 0, "train.video_every": 0,
-}  # fmt: skip
+    "train.steps": 60,
+    "train.warmup_steps": 20,
+    "train.checkpoint_every": 20,
+    "train.log_every": 20,
+    "train.train_every": 4,
+    "train.checkpoint_keep": 2,
+    "train.diagnostics_every": 0,
+    "train.video_every": 0,
+}
 
 
 def test_jobs_run_in_order_one_at_a_time_off_the_calling_thread():
@@ -119,15 +124,18 @@ def test_async_training_writes_chunk_then_checkpoint_off_the_loop_and_ends_with_
     monkeypatch.setattr("storm_wm.persistence.checkpoint.write_atomically", recording_write)
     monkeypatch.setattr("storm_wm.persistence.replay_store.write_atomically", recording_write)
     run_dir = tmp_path / "run"
-    compose.train(build_config("toy+tiny", SCHEDULE), run_dir, show_progress=False)
+    train(build_config("toy+tiny", SCHEDULE), run_dir, show_progress=False)
 
     assert {thread for _, thread in writes} == {"storm-wm checkpoint writer"}
     names = [name for name, _ in writes]
     assert names == [
-        "chunk_000000000_000000020.npz", "step_000000020.ckpt",
-        "chunk_000000020_000000040.npz", "step_000000040.ckpt",
-        "chunk_000000040_000000060.npz", "step_000000060.ckpt",
-    ]  # fmt: skip
+        "chunk_000000000_000000020.npz",
+        "step_000000020.ckpt",
+        "chunk_000000020_000000040.npz",
+        "step_000000040.ckpt",
+        "chunk_000000040_000000060.npz",
+        "step_000000060.ckpt",
+    ]
     assert [step for step, _ in list_checkpoints(run_dir)] == [40, 60]  # checkpoint_keep 2
     last = load_checkpoint(run_dir / "checkpoints" / "step_000000060.ckpt")
     assert last["step"] == 60 and last["loop"]["step"] == 60
@@ -140,7 +148,7 @@ def test_sync_and_async_checkpoints_hold_the_same_state(tmp_path: Path, one_thre
         config = build_config(
             "toy+tiny", {**SCHEDULE, "train.async_checkpoints": mode, "train.deterministic": True}
         )
-        compose.train(config, tmp_path / str(mode), show_progress=False)
+        train(config, tmp_path / str(mode), show_progress=False)
         states[mode] = load_checkpoint(tmp_path / str(mode) / "checkpoints/step_000000060.ckpt")
     for part in ("world_model", "actor_critic"):
         for name, tensor in states[True][part].items():
@@ -155,7 +163,7 @@ def test_sync_and_async_checkpoints_hold_the_same_state(tmp_path: Path, one_thre
 def test_async_checkpoints_of_a_cuda_run_hold_host_copies(tmp_path: Path):
     """On CUDA the state is copied to host memory on the training thread, then written."""
     config = build_config("toy+tiny", {**SCHEDULE, "device": "cuda"})
-    compose.train(config, tmp_path / "run", show_progress=False)
+    train(config, tmp_path / "run", show_progress=False)
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "step_000000060.ckpt")
     assert state["loop"]["step"] == 60
     weights = list(state["world_model"].values())

@@ -14,8 +14,11 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 def storm_wm(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "storm_wm.cli", *args],
-        capture_output=True, text=True, timeout=timeout, env=ENV,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=ENV,
+    )
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -101,9 +104,17 @@ def test_eval_without_a_checkpoint_is_a_clear_error(tmp_path):
 def test_report_from_two_real_runs_and_a_reference_file(pong_run, tmp_path):
     catch_run = tmp_path / "catch"
     result = storm_wm(
-        "train", "--preset", "toy+debug", "--steps", "120", "--train.warmup_steps", "40",
-        "--run-dir", str(catch_run), "--no-progress",
-    )  # fmt: skip
+        "train",
+        "--preset",
+        "toy+debug",
+        "--steps",
+        "120",
+        "--train.warmup_steps",
+        "40",
+        "--run-dir",
+        str(catch_run),
+        "--no-progress",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert storm_wm("eval", str(catch_run), "--episodes", "2").returncode == 0
     if not (pong_run / "eval.json").exists():
@@ -112,9 +123,17 @@ def test_report_from_two_real_runs_and_a_reference_file(pong_run, tmp_path):
     published.write_text(json.dumps({"Pong": [-20.0, -19.0], "Breakout": [5.0, 7.0]}))
     out = tmp_path / "report"
     result = storm_wm(
-        "report", str(pong_run), str(catch_run), str(published), "--reference", "storm",
-        "--out", str(out), "--bootstrap-samples", "200",
-    )  # fmt: skip
+        "report",
+        str(pong_run),
+        str(catch_run),
+        str(published),
+        "--reference",
+        "storm",
+        "--out",
+        str(out),
+        "--bootstrap-samples",
+        "200",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = (out / "report.md").read_text()
     pong_mean = json.loads((pong_run / "eval.json").read_text())["mean"]

@@ -45,8 +45,11 @@ def test_tiny_preset_shrinks_the_networks_and_keeps_the_schedule_under_it():
     assert (wm.learning_rate, agent.learning_rate, agent.entropy_scale) == (1e-3, 3e-4, 1e-3)
     assert (agent.context_length, agent.horizon) == (4, 8)
     assert (train.steps, train.warmup_steps, train.train_every, train.eval_episodes) == (
-        2_800, 300, 1, 20,
-    )  # fmt: skip
+        2_800,
+        300,
+        1,
+        20,
+    )
     assert (train.checkpoint_every, train.log_every, train.replay_capacity) == (1_000, 100, 10_000)
 
 
@@ -68,6 +71,9 @@ def test_config_round_trips_through_json(tmp_path):
         ("debug", {"env.image_size": "60"}, "env.image_size must be a positive multiple of 16"),
         ("debug", {"world_model.heads": "3"}, "must be divisible by heads"),
         ("debug", {"device": "tpu"}, "device must be auto, cpu, cuda or mps"),
+        ("debug", {"train.checkpoint_keep": "-1"}, "train.checkpoint_keep must be 0 or more"),
+        ("debug", {"train.max_nonfinite_updates": "0"}, "max_nonfinite_updates must be positive"),
+        ("debug", {"train.replay_on_device": "yes"}, "must be 'auto', 'on' or 'off', got 'yes'"),
     ],
 )
 def test_invalid_values_are_rejected_before_anything_runs(preset, overrides, message):
@@ -84,3 +90,26 @@ def test_override_parsing():
         parse_overrides(["--agent.gamma"])
     with pytest.raises(StormError, match="unexpected argument"):
         parse_overrides(["gamma"])
+
+
+def test_resume_and_checkpoint_rules_are_the_ones_declared_at_the_fields():
+    """compatibility reads these from config.py's declarations: a change there shows here."""
+    from storm_wm.persistence.compatibility import (
+        ARCHITECTURE_FIELDS,
+        KEPT_ON_RESUME,
+        RESUMABLE_FIELDS,
+    )
+
+    assert ARCHITECTURE_FIELDS == tuple(
+        "env.game env.image_size world_model.channels world_model.categoricals "
+        "world_model.classes world_model.hidden world_model.layers world_model.heads "
+        "world_model.feedforward world_model.max_length world_model.head_hidden "
+        "world_model.bins agent.hidden agent.bins".split()
+    )
+    assert set(RESUMABLE_FIELDS) == set(
+        "train.steps device precision train.replay_on_device train.compile "
+        "train.async_checkpoints train.checkpoint_every train.checkpoint_keep train.log_every "
+        "train.diagnostics_every train.video_every".split()
+    )
+    assert RESUMABLE_FIELDS[:2] == ("device", "precision")  # messages name these first
+    assert KEPT_ON_RESUME == ("train.steps", "train.checkpoint_keep")

@@ -19,8 +19,9 @@ from conftest import random_steps
 from storm_wm.acting import Policy
 from storm_wm.config import build_config
 from storm_wm.device import replay_device
+from storm_wm.models.agent import build_models
 from storm_wm.replay import ReplayBuffer
-from storm_wm.training.trainer import Trainer, build_models
+from storm_wm.training.trainer import Trainer
 
 pytestmark = [
     pytest.mark.cuda,
@@ -28,14 +29,25 @@ pytestmark = [
 ]
 
 SMALL = {
-    "world_model.hidden": 64, "world_model.layers": 2, "world_model.heads": 4,
-    "world_model.feedforward": 128, "world_model.head_hidden": 64,
-    "world_model.channels": "8,16,16,16", "world_model.categoricals": 8,
-    "world_model.classes": 8, "world_model.bins": 33, "world_model.batch_size": 4,
-    "world_model.sequence_length": 16, "world_model.dropout": 0.0, "agent.hidden": 64,
-    "agent.bins": 33, "agent.imagination_batch": 64, "agent.context_length": 4,
-    "agent.horizon": 6, "env.image_size": 32,
-}  # fmt: skip
+    "world_model.hidden": 64,
+    "world_model.layers": 2,
+    "world_model.heads": 4,
+    "world_model.feedforward": 128,
+    "world_model.head_hidden": 64,
+    "world_model.channels": "8,16,16,16",
+    "world_model.categoricals": 8,
+    "world_model.classes": 8,
+    "world_model.bins": 33,
+    "world_model.batch_size": 4,
+    "world_model.sequence_length": 16,
+    "world_model.dropout": 0.0,
+    "agent.hidden": 64,
+    "agent.bins": 33,
+    "agent.imagination_batch": 64,
+    "agent.context_length": 4,
+    "agent.horizon": 6,
+    "env.image_size": 32,
+}
 
 
 def device() -> torch.device:
@@ -111,7 +123,7 @@ def test_nonfinite_update_on_cuda_changes_nothing_and_the_next_finite_one_does(m
     after_weights, after_moments = snapshot()
     assert all(torch.equal(after_weights[k], v) for k, v in weights.items())
     assert all(torch.equal(after_moments[k], v) for k, v in moments.items())
-    assert trainer.nonfinite_streaks == {"world_model": 1, "agent": 0}
+    assert trainer.nonfinite.streaks == {"world_model": 1, "agent": 0}
     monkeypatch.undo()
     trainer.train_step(replay, rng, step=3)
     final_weights, final_moments = snapshot()
@@ -143,19 +155,23 @@ def test_compiled_imagination_on_cuda_matches_eager_in_bf16():
         torch.testing.assert_close(
             fast.rewards[same_path], plain.rewards[same_path], atol=5e-2, rtol=5e-2
         )
-    assert compiled.imagine_function.function.compiled is not None  # no eager fallback
+    assert compiled.imagination.function.compiled is not None  # no eager fallback
 
 
 def test_compiled_acting_on_cuda_matches_eager_in_bf16():
-    config = build_config("toy", SMALL)
+    config = build_config("toy", {**SMALL, "train.act_context": 6})
     torch.manual_seed(4)
     models = build_models(config, 3, device())
 
     def policy(compile: bool) -> Policy:
         return Policy(
-            models.world_model, models.actor_critic, 16, 3, context_length=6, device=device(),
-            dtype=torch.bfloat16, rng=np.random.default_rng(0), compile=compile,
-        )  # fmt: skip
+            models,
+            config.train,
+            16,
+            np.random.default_rng(0),
+            dtype=torch.bfloat16,
+            compile=compile,
+        )
 
     eager, compiled = policy(False), policy(True)
     frames = np.random.default_rng(5).integers(0, 256, (10, 16, 32, 32, 3), dtype=np.uint8)
@@ -167,4 +183,4 @@ def test_compiled_acting_on_cuda_matches_eager_in_bf16():
             chosen.append(acting.act(frame))
         agreement.append(np.mean(chosen[0] == chosen[1]))
     assert np.mean(agreement) >= 0.9, agreement
-    assert compiled.compiled.compiled is not None
+    assert compiled.function.compiled is not None

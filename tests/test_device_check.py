@@ -32,9 +32,13 @@ ENV = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
 
 def run_script(*arguments: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["bash", str(SCRIPT), *arguments], capture_output=True, text=True, env=ENV,
-        timeout=timeout, cwd=ROOT,
-    )  # fmt: skip
+        ["bash", str(SCRIPT), *arguments],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=timeout,
+        cwd=ROOT,
+    )
 
 
 def test_script_header_gives_the_exact_command_and_how_to_fill_the_wheel_folder():
@@ -127,8 +131,9 @@ def test_a_training_stage_left_no_time_is_timed_out_never_failed(tmp_path, monke
     assert result["status"] == "timed out" and "no time left" in result["reason"]
     (tmp_path / "out").mkdir()
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    stage = run_training(DRY_RUN_PLAN.train_arguments, GAMES[:1], 5.0, tmp_path / "out",
-                         tmp_path, seconds=0.0)  # fmt: skip
+    stage = run_training(
+        DRY_RUN_PLAN.train_arguments, GAMES[:1], 5.0, tmp_path / "out", tmp_path, seconds=0.0
+    )
     run = stage["games"][GAMES[0]]
     assert run["status"] == "stopped before its loop began" and "error" not in run, run
     assert stage["status"] == "timed out", stage
@@ -162,20 +167,41 @@ def gpu_summary() -> dict:
     }
     loop = {"updates_per_second": 1.0, "peak_memory_bytes": 9e9, "steps": 100}
     return {
-        "dry_run": False, "device": "NVIDIA H200", "torch": "2.11.0+cu130", "python": "3.12.3",
-        "budget_seconds": 530, "elapsed_seconds": 512.0, "stages": list(STAGES),
-        "complete": True, "tests": {"status": "passed", "counts": {"passed": 7}},
+        "dry_run": False,
+        "device": "NVIDIA H200",
+        "torch": "2.11.0+cu130",
+        "python": "3.12.3",
+        "budget_seconds": 530,
+        "elapsed_seconds": 512.0,
+        "stages": list(STAGES),
+        "complete": True,
+        "tests": {"status": "passed", "counts": {"passed": 7}},
         "bench": {
-            "status": "ok", "missing": [], "precision": "bf16", "replay_on_device": True,
-            "peak_tflops_bf16": 790.0, "peak_tflops_fp32": 50.0, "step_seconds": 0.02,
-            "step_tflop": 0.79, "env_step_seconds": 0.001, "train_every": 1,
+            "status": "ok",
+            "missing": [],
+            "precision": "bf16",
+            "replay_on_device": True,
+            "peak_tflops_bf16": 790.0,
+            "peak_tflops_fp32": 50.0,
+            "step_seconds": 0.02,
+            "step_tflop": 0.79,
+            "env_step_seconds": 0.001,
+            "train_every": 1,
             "phases": {"imagination": phase, "act": {**phase, "seconds": 0.004}},
-            "profile": {"imagination": profiled, "step": profiled,
-                        "act_and_env": {**profiled, "device_busy_seconds": 0.001}},
+            "profile": {
+                "imagination": profiled,
+                "step": profiled,
+                "act_and_env": {**profiled, "device_busy_seconds": 0.001},
+            },
             "loop": {
                 "eager": {**loop, "steps_per_second": 30.0, "compile": False},
-                "compiled": {**loop, "steps_per_second": 90.0, "compile": True, "compiled": True,
-                             "compile_fallbacks": []},
+                "compiled": {
+                    **loop,
+                    "steps_per_second": 90.0,
+                    "compile": True,
+                    "compiled": True,
+                    "compile_fallbacks": [],
+                },
             },
             "concurrent": {
                 "1": {"aggregate_steps_per_second": 30.0, "speedup_over_one_run": 1.0},
@@ -183,7 +209,7 @@ def gpu_summary() -> dict:
             },
         },
         "training": {"status": "skipped"},
-    }  # fmt: skip
+    }
 
 
 def test_the_table_gives_a_gpu_run_its_distance_from_the_floor_and_the_targets():
@@ -213,8 +239,8 @@ def test_the_gpu_plan_parses_into_the_intended_bench_and_training():
 
     from storm_wm.cli import build_parser
     from storm_wm.commands.bench import loop_settings
-    from storm_wm.commands.train import config_from_args
     from storm_wm.config import parse_overrides
+    from storm_wm.options import config_from_args
 
     parser = build_parser()
     args, extra = parser.parse_known_args(["bench", *GPU_PLAN.bench_arguments])
@@ -258,17 +284,23 @@ def test_dry_run_runs_every_stage_in_order_and_writes_after_each(tmp_path):
     stopped by SIGINT, at toy scale (about 80 s here)."""
     out = tmp_path / "out"
     process = subprocess.Popen(
-        ["bash", str(SCRIPT), "--dry-run", str(out)], stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, env=ENV, cwd=ROOT,
-    )  # fmt: skip
+        ["bash", str(SCRIPT), "--dry-run", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=ENV,
+        cwd=ROOT,
+    )
     states = _watch(process, out)
     output = process.communicate(timeout=900)[0]
     assert process.returncode == 0, output[-3000:]
     # summary.json was rewritten after each stage, in the stages' order.
     waiting = "not run yet"
     assert [_statuses(state) for state in states[:3]] == [
-        (waiting, waiting, waiting), ("passed", waiting, waiting), ("passed", "ok", waiting),
-    ]  # fmt: skip
+        (waiting, waiting, waiting),
+        ("passed", waiting, waiting),
+        ("passed", "ok", waiting),
+    ]
     files = {path.name for path in out.iterdir()}
     assert files == set(OUTPUT_FILES) and len(files) <= 8
     summary = json.loads((out / "summary.json").read_text())
@@ -280,9 +312,18 @@ def test_dry_run_runs_every_stage_in_order_and_writes_after_each(tmp_path):
 
     bench = summary["bench"]
     assert bench["status"] == "ok" and bench["step_seconds"] > 0 and bench["missing"] == []
-    assert bench["measured"] == bench["planned"] == [
-        "phases", "profile", "loop eager", "loop compiled", "concurrent 1", "concurrent 2",
-    ]  # fmt: skip
+    assert (
+        bench["measured"]
+        == bench["planned"]
+        == [
+            "phases",
+            "profile",
+            "loop eager",
+            "loop compiled",
+            "concurrent 1",
+            "concurrent 2",
+        ]
+    )
     assert bench["peak_tflops_bf16"] > 0 and bench["loop"]["eager"]["steps_per_second"] > 0
     for name in ("world_model_update", "imagination", "agent_update", "act"):
         phase = bench["phases"][name]
@@ -295,14 +336,18 @@ def test_dry_run_runs_every_stage_in_order_and_writes_after_each(tmp_path):
     compiled = bench["loop"]["compiled"]
     assert compiled["compile"] is True and compiled["compiled"] is False
     assert {f["function"] for f in compiled["compile_fallbacks"]} <= {
-        "the imagination rollout", "the acting step",
-    }  # fmt: skip
+        "the imagination rollout",
+        "the acting step",
+    }
     assert all("compiler" in fallback["reason"] for fallback in compiled["compile_fallbacks"])
     # The profile's shape: every phase, operator calls and top operators; no device timeline.
     profile = json.loads((out / "bench.json").read_text())["profile"]
     assert list(profile["phases"]) == [
-        "world_model_update", "imagination", "agent_update", "act_and_env",
-    ]  # fmt: skip
+        "world_model_update",
+        "imagination",
+        "agent_update",
+        "act_and_env",
+    ]
     for name, phase in profile["phases"].items():
         assert phase["wall_seconds"] > 0 and phase["operator_calls"] > 0, name
         assert phase["top_operators"] and phase["device_busy_seconds"] is None, name
@@ -337,15 +382,29 @@ def test_a_stage_stopped_at_its_limit_is_partial_and_a_stopped_check_keeps_its_f
     the check, which writes out what it has (about 35 s here)."""
     out = tmp_path / "out"
     environment = {
-        **ENV, "TMPDIR": str(tmp_path),
+        **ENV,
+        "TMPDIR": str(tmp_path),
         "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tools")]),
-    }  # fmt: skip
+    }
     process = subprocess.Popen(
-        [sys.executable, "-m", "device_check", str(out), "--dry-run", "--budget", "45",
-         "--stages", "bench,training",
-         "--bench-extra=--loop-steps 100000 --loop-variants eager --concurrent 1"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment, cwd=ROOT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "device_check",
+            str(out),
+            "--dry-run",
+            "--budget",
+            "45",
+            "--stages",
+            "bench,training",
+            "--bench-extra=--loop-steps 100000 --loop-variants eager --concurrent 1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=environment,
+        cwd=ROOT,
+    )
     states = _watch(process, out, until=lambda summary: summary["bench"]["status"] != "not run yet")
     process.send_signal(signal.SIGTERM)
     output = process.communicate(timeout=120)[0]
@@ -368,8 +427,11 @@ def test_a_stage_stopped_at_its_limit_is_partial_and_a_stopped_check_keeps_its_f
     # or (the bench having overrun its share on a busy machine) after a training stage that had
     # no time left to start its runs; never a failure.
     assert summary["training"]["status"] in (
-        "interrupted", "partial", "not run (the check was interrupted)", "timed out",
-    )  # fmt: skip
+        "interrupted",
+        "partial",
+        "not run (the check was interrupted)",
+        "timed out",
+    )
     table = (out / "table.txt").read_text()
     assert "bench partial" in table and "not reached: " in table and "concurrent 1" in table
     assert "world_model_update" in table

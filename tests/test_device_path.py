@@ -13,23 +13,30 @@ import pytest
 import torch
 
 from conftest import random_steps
-from storm_wm.acting import Policy
+from storm_wm.acting import Policy, act_on_padded_context
 from storm_wm.compilation import CompiledFunction
 from storm_wm.config import build_config
 from storm_wm.device import replay_device
 from storm_wm.errors import StormError
-from storm_wm.imagination import CompiledImagination, ImaginationNoise, imagine
+from storm_wm.imagination import Imagination, ImaginationNoise, imagine
+from storm_wm.logs.metrics import MetricAccumulator
+from storm_wm.models.agent import build_models
 from storm_wm.replay import ReplayBuffer
-from storm_wm.training.logger import MetricAccumulator
-from storm_wm.training.nonfinite import NonfiniteCounters, adam
-from storm_wm.training.trainer import Trainer, build_models
+from storm_wm.training.trainer import Trainer
+from storm_wm.training.update import NonfiniteCounters, adam
 
 # The networks and schedule these tests run on: toy+tiny with these fields changed.
 TINY_CHANGES = {
-    "world_model.hidden": 32, "world_model.feedforward": 32, "world_model.bins": 17,
-    "world_model.sequence_length": 6, "world_model.dropout": 0.0, "agent.bins": 17,
-    "agent.imagination_batch": 3, "agent.context_length": 3, "agent.horizon": 4,
-}  # fmt: skip
+    "world_model.hidden": 32,
+    "world_model.feedforward": 32,
+    "world_model.bins": 17,
+    "world_model.sequence_length": 6,
+    "world_model.dropout": 0.0,
+    "agent.bins": 17,
+    "agent.imagination_batch": 3,
+    "agent.context_length": 3,
+    "agent.horizon": 4,
+}
 
 
 def test_device_replay_samples_exactly_the_windows_of_the_host_replay():
@@ -39,8 +46,9 @@ def test_device_replay_samples_exactly_the_windows_of_the_host_replay():
     for replay in (host, mirrored):  # restored in bulk past the capacity, then stepped: a wrap
         replay.extend(frames[:70], actions[:70], rewards[:70], terminations[:70])
         for index in range(70, 130):
-            replay.add(frames[index], int(actions[index]), float(rewards[index]),
-                       bool(terminations[index]))  # fmt: skip
+            replay.add(
+                frames[index], int(actions[index]), float(rewards[index]), bool(terminations[index])
+            )
     assert mirrored.mirror is not None and host.mirror is None
     for name in ("frames", "actions", "rewards", "terminations"):
         np.testing.assert_array_equal(getattr(mirrored.mirror, name).numpy(), getattr(host, name))
@@ -117,9 +125,10 @@ def test_update_skipped_on_the_device_changes_nothing_and_a_finite_one_changes_a
     module = trainer.models.world_model if broken == "world_model" else trainer.models.actor_critic
     real_loss = type(module).loss
     monkeypatch.setattr(
-        type(module), "loss", lambda self, *args: (
-            real_loss(self, *args)[0] * float("nan"), real_loss(self, *args)[1])
-    )  # fmt: skip
+        type(module),
+        "loss",
+        lambda self, *args: (real_loss(self, *args)[0] * float("nan"), real_loss(self, *args)[1]),
+    )
     metrics = trainer.train_step(replay, rng, step=2)
     after = state_of(trainer)
     prefix = "world_model" if broken == "world_model" else "actor_critic"
@@ -127,7 +136,7 @@ def test_update_skipped_on_the_device_changes_nothing_and_a_finite_one_changes_a
     unchanged = [name for name in before if name.startswith((prefix, optimizer))]
     assert unchanged and all(torch.equal(after[name], before[name]) for name in unchanged)
     assert float(metrics[f"{'agent' if broken == 'agent' else 'world_model'}/nonfinite"]) == 1.0
-    assert trainer.nonfinite_streaks[broken] == 1 and trainer.skipped_updates == 1
+    assert trainer.nonfinite.streaks[broken] == 1 and int(trainer.nonfinite.skipped) == 1
     # The other model's update was finite and did change its weights, moments and step count.
     other = "actor_critic" if broken == "world_model" else "world_model"
     other_optimizer = "agent_optimizer" if broken == "world_model" else "world_model_optimizer"
@@ -137,7 +146,7 @@ def test_update_skipped_on_the_device_changes_nothing_and_a_finite_one_changes_a
     assert any(not torch.equal(after[name], before[name]) for name in weights)
     monkeypatch.undo()
     trainer.train_step(replay, rng, step=3)
-    assert trainer.nonfinite_streaks[broken] == 0
+    assert trainer.nonfinite.streaks[broken] == 0
     again = state_of(trainer)
     step_name = f"{optimizer}.0.step"
     assert float(again[step_name]) == float(before[step_name]) + 1
@@ -190,52 +199,100 @@ def tiny_models(seed: int = 0, **overrides):
     return config, build_models(config, 3, torch.device("cpu"))
 
 
-def test_imagination_given_its_noise_is_the_rollout_it_draws_itself():
+def test_imagination_noise_is_drawn_in_the_rollouts_order_and_gives_its_rollout():
     _, models = tiny_models()
+    world_model, actor_critic = models.world_model, models.actor_critic
     frames = torch.randint(0, 256, (3, 3, 16, 16, 3), dtype=torch.uint8)
     actions = torch.randint(0, 3, (3, 3))
     torch.manual_seed(5)
-    drawn = imagine(models.world_model, models.actor_critic, frames, actions, 4)
+    noise = ImaginationNoise.draw(world_model, 3, 3, 4)
+    torch.manual_seed(5)  # what torch.rand draws, sample by sample in the rollout's order
+    latent = (world_model.config.categoricals, world_model.config.classes)
+    posterior, priors, steps = torch.rand(3, 3, *latent), [torch.rand(3, *latent)], []
+    for _ in range(4):
+        steps.append(torch.rand(3, 3))
+        priors.append(torch.rand(3, *latent))
+    assert torch.equal(noise.posterior, posterior) and torch.equal(
+        noise.priors, torch.stack(priors)
+    )
+    assert torch.equal(noise.actions, torch.stack(steps))
+    imagination = Imagination(torch.device("cpu"))
     torch.manual_seed(5)
-    noise = ImaginationNoise.draw(models.world_model, 3, 3, 4, torch.device("cpu"))
-    given = imagine(models.world_model, models.actor_critic, frames, actions, 4, noise)
+    drawn = imagination(world_model, actor_critic, frames, actions, 4)
+    given = imagine(world_model, actor_critic, frames, actions, 4, noise)
     for name, value in drawn.__dict__.items():
         assert torch.equal(getattr(given, name), value), name
     torch.manual_seed(6)
-    other = imagine(models.world_model, models.actor_critic, frames, actions, 4)
+    other = imagination(world_model, actor_critic, frames, actions, 4)
     assert not torch.equal(other.states, drawn.states)
 
 
 def acting_policies(compiled: bool, act_on_posterior: bool = False):
-    """An eager policy and one on the padded fixed-shape step, fed the same frames."""
-    _, models = tiny_models(1)
+    """A policy padding its contexts to the longest, and one padding them to act_context (the
+    compiled step's fixed shape), with the same networks."""
+    config, models = tiny_models(
+        1, **{"train.act_context": 5, "train.act_on_posterior": act_on_posterior}
+    )
 
     def policy(compile: bool) -> Policy:
         return Policy(
-            models.world_model, models.actor_critic, 4, 3, context_length=5,
-            device=torch.device("cpu"), dtype=torch.float32, rng=np.random.default_rng(0),
-            act_on_posterior=act_on_posterior, compile=compile,
-        )  # fmt: skip
+            models,
+            config.train,
+            4,
+            np.random.default_rng(0),
+            dtype=torch.float32,
+            compile=compile,
+        )
 
     eager, padded = policy(False), policy(True)
     if not compiled:
-        padded.compiled.compiled = None  # the padded step, run eagerly
+        padded.function.compiled = None  # the fixed-shape step, run eagerly
     return eager, padded
 
 
 @pytest.mark.parametrize("act_on_posterior", [False, True])
-def test_padded_acting_step_chooses_the_actions_of_the_eager_step(act_on_posterior):
+def test_padding_at_the_end_never_changes_the_action_of_a_context(act_on_posterior):
+    """Contexts of several lengths act as one batch, padded at their end; each env's action is
+    the one its context alone, unpadded, chooses with the same sampling noise."""
     eager, padded = acting_policies(compiled=False, act_on_posterior=act_on_posterior)
+    config = eager.world_model.config
+    latent = (config.categoricals, config.classes)
     frames = np.random.default_rng(2).integers(0, 256, (8, 4, 16, 16, 3), dtype=np.uint8)
-    chosen = {"eager": [], "padded": []}
+    chosen = []
     for step, frame in enumerate(frames):  # contexts grow from 0 to 5 steps, then slide
         if step == 6:  # one environment starts a new episode: contexts of two lengths
             eager.reset(2), padded.reset(2)
-        for name, policy in (("eager", eager), ("padded", padded)):
-            torch.manual_seed(step)
-            chosen[name].append(policy.act(frame))
-    np.testing.assert_array_equal(np.stack(chosen["padded"]), np.stack(chosen["eager"]))
-    assert len(set(np.stack(chosen["eager"]).flatten().tolist())) > 1  # not a constant policy
+        rows = [index for index, context in enumerate(eager.actions) if context]
+        contexts = [(np.stack(eager.frames[index]), list(eager.actions[index])) for index in rows]
+        torch.manual_seed(step)
+        chosen.append(eager.act(frame))
+        torch.manual_seed(step)
+        np.testing.assert_array_equal(padded.act(frame), chosen[-1])
+        if not rows:
+            continue
+        torch.manual_seed(step)  # the step's noise, in the order the policy draws it
+        longest = max(len(actions) for _, actions in contexts)
+        posterior, prior = torch.rand(len(rows), longest, *latent), torch.rand(len(rows), *latent)
+        current = (torch.rand if act_on_posterior else torch.zeros)(len(rows), 1, *latent)
+        action_noise = torch.rand(len(rows), 3)
+        for row, (index, (context, actions)) in enumerate(zip(rows, contexts, strict=True)):
+            length = len(actions)
+            (alone,) = act_on_padded_context(
+                eager.world_model,
+                eager.actor_critic,
+                torch.from_numpy(context)[None],
+                torch.tensor([actions]),
+                torch.tensor([length]),
+                torch.from_numpy(frame[index : index + 1]),
+                posterior[row : row + 1, :length],
+                prior[row : row + 1],
+                current[row : row + 1],
+                action_noise[row : row + 1],
+                act_on_posterior,
+                False,
+            )
+            assert int(alone[0]) == chosen[-1][index], (step, index)
+    assert len(set(np.stack(chosen).flatten().tolist())) > 1  # not a constant policy
 
 
 def test_compiling_unavailable_warns_once_and_runs_eagerly(monkeypatch, capsys):
@@ -288,9 +345,13 @@ def test_compiled_imagination_and_acting_compute_the_eager_function(capsys):
 def _compiled_equals_eager() -> None:
     config, models = tiny_models(3, **{"train.compile": True, "agent.horizon": 2})
     compiled = Trainer(models, config, torch.device("cpu"), torch.float32)
-    eager = Trainer(models, dataclasses.replace(config, train=dataclasses.replace(
-        config.train, compile=False)), torch.device("cpu"), torch.float32)  # fmt: skip
-    assert isinstance(compiled.imagine_function, CompiledImagination)
+    eager = Trainer(
+        models,
+        dataclasses.replace(config, train=dataclasses.replace(config.train, compile=False)),
+        torch.device("cpu"),
+        torch.float32,
+    )
+    assert isinstance(compiled.imagination.function, CompiledFunction)
     replay = ReplayBuffer(100, (16, 16, 3))
     replay.extend(*random_steps(100, 3, (16, 16, 3), 0.2))
     for seed in (0, 1):  # the second call reuses the graph with new inputs
@@ -300,7 +361,7 @@ def _compiled_equals_eager() -> None:
             rollouts.append(trainer.imagine(replay, np.random.default_rng(seed)))
         for name, value in rollouts[1].__dict__.items():
             torch.testing.assert_close(getattr(rollouts[0], name), value, atol=1e-4, rtol=1e-4)
-    assert compiled.imagine_function.function.compiled is not None  # no fallback happened
+    assert compiled.imagination.function.compiled is not None  # no fallback happened
 
     eager_policy, compiled_policy = acting_policies(compiled=True)
     frames = np.random.default_rng(4).integers(0, 256, (7, 4, 16, 16, 3), dtype=np.uint8)
@@ -310,4 +371,4 @@ def _compiled_equals_eager() -> None:
             torch.manual_seed(step)
             chosen.append(policy.act(frame))
         np.testing.assert_array_equal(chosen[1], chosen[0])
-    assert compiled_policy.compiled.compiled is not None
+    assert compiled_policy.function.compiled is not None

@@ -12,9 +12,9 @@ from storm_wm.diagnostics import (
     open_loop_errors,
     open_loop_metrics,
 )
+from storm_wm.logs.metrics import Logger
 from storm_wm.models.world_model import frames_to_input
 from storm_wm.replay import ReplayBuffer
-from storm_wm.training.logger import Logger
 from storm_wm.visualize.training import log_world_model_diagnostics
 
 CONTEXT = 2
@@ -124,8 +124,9 @@ def test_the_imagination_never_sees_a_real_frame_after_the_context_but_follows_t
 def test_horizons_that_do_not_fit_are_skipped_with_the_reason(tiny_world_model):
     measured, skipped = fitting_horizons((1, 5, 15), context=8, length=23, max_length=16)
     assert measured == [1, 5]
-    assert skipped == [{"k": 15, "reason": "context 8 + 15 steps need 22 transformer positions; "
-                        "the model has 16"}]  # fmt: skip
+    assert skipped == [
+        {"k": 15, "reason": "context 8 + 15 steps need 22 transformer positions; the model has 16"}
+    ]
     measured, skipped = fitting_horizons((1, 5, 15), context=4, length=10, max_length=64)
     assert measured == [1, 5] and "shorter than context 4 + 15" in skipped[0]["reason"]
 
@@ -135,9 +136,11 @@ def test_horizons_that_do_not_fit_are_skipped_with_the_reason(tiny_world_model):
     assert [record["k"] for record in result["horizons"]] == [1]
     assert [record["k"] for record in result["skipped_horizons"]] == [15]
     assert set(open_loop_metrics(result)) == {
-        "open_loop/frame_mse_k1", "open_loop/frame_mse_repeat_last_k1",
-        "open_loop/reward_abs_error_k1", "open_loop/termination_accuracy_k1",
-    }  # fmt: skip
+        "open_loop/frame_mse_k1",
+        "open_loop/frame_mse_repeat_last_k1",
+        "open_loop/reward_abs_error_k1",
+        "open_loop/termination_accuracy_k1",
+    }
 
 
 def test_reservoir_offers_every_window_with_a_full_context_once():

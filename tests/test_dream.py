@@ -1,6 +1,5 @@
 """`storm-wm dream` videos, the rollout behind them, and dream videos in TensorBoard."""
 
-import dataclasses
 import io
 import struct
 from pathlib import Path
@@ -14,10 +13,9 @@ from tensorboardX.proto.event_pb2 import Event
 
 from storm_wm.cli import main
 from storm_wm.config import build_config
-from storm_wm.models import WorldModel
+from storm_wm.logs.metrics import Logger
 from storm_wm.replay import ReplayBuffer
-from storm_wm.training.logger import Logger
-from storm_wm.visualize import TokenStream, compose_dream, dream_rollout
+from storm_wm.visualize import compose_dream, dream_rollout
 from storm_wm.visualize.training import VIDEO_LENGTH, VIDEO_TAG, log_world_model_diagnostics
 
 CONTEXT = 4  # the debug preset's agent.context_length
@@ -124,26 +122,6 @@ def test_rollout_imagines_from_the_context_alone_under_the_real_actions(loud_wor
     assert not np.array_equal(
         other.reconstruction_rewards[CONTEXT:], rollout.reconstruction_rewards[CONTEXT:]
     )
-
-
-def test_token_stream_equals_the_full_causal_pass_and_restarts_from_its_last_tokens(
-    loud_world_model,
-):
-    model, config = loud_world_model()
-    short = dataclasses.replace(config.world_model, max_length=8, sequence_length=8)
-    model = WorldModel(short, num_actions=3).eval()
-    transformer = model.transformer
-    latents = torch.randn(2, 11, model.config.latent_size)
-    actions = torch.randint(0, 3, (2, 11))
-    stream = TokenStream(model, keep=4)
-    features = torch.cat([stream.feed(latents[:, :5], actions[:, :5])] + [
-        stream.push(latents[:, t], actions[:, t])[:, None] for t in range(5, 11)
-    ], dim=1)  # fmt: skip
-    with torch.no_grad():
-        torch.testing.assert_close(features[:, :8], transformer(latents[:, :8], actions[:, :8]))
-        # Token 8 finds the cache full: it is fed after tokens 4..7, from position 0.
-        restarted = transformer(latents[:, 4:11], actions[:, 4:11])
-    torch.testing.assert_close(features[:, 8:], restarted[:, 4:])
 
 
 def test_composed_frames_write_the_rewards_under_each_panel(loud_world_model):

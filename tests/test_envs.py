@@ -1,11 +1,11 @@
-"""make_env on the real ALE ROMs and on tiny gym envs: the facts SPEC.md's protocols fix."""
+"""make_env on real ALE ROMs and on tiny gym envs: what the protocols fix (docs/algorithm.md)."""
 
 import cv2
 import gymnasium as gym
 import numpy as np
 import pytest
 
-from storm_wm.envs import GameSpec, make_env, make_vector_env, resolve_game
+from storm_wm.envs import GameSpec, make_env, resolve_game
 from storm_wm.envs.atari import AtariFrameSkip
 from storm_wm.errors import StormError
 from storm_wm.games import ATARI_100K_GAMES
@@ -138,8 +138,9 @@ def test_each_frame_repeats_the_previous_frames_action_a_quarter_of_the_time(pro
     previous = [NOOP, *frames[:-1]]
     assert all(p in (a, before) for p, a, before in zip(frames, asked, previous, strict=True))
     # Frames asked for another action than the one before: how often did they repeat it?
-    could_stick = [(p, before) for p, a, before in zip(frames, asked, previous, strict=True)
-                   if a != before]  # fmt: skip
+    could_stick = [
+        (p, before) for p, a, before in zip(frames, asked, previous, strict=True) if a != before
+    ]
     repeated = np.mean([p == before for p, before in could_stick])
     if protocol == "standard":
         assert repeated == 0.0
@@ -373,18 +374,3 @@ def test_gym_env_without_images_or_discrete_actions_is_refused_with_the_requirem
     assert "\n" not in str(caught.value)
     with pytest.raises(StormError, match="needs a Discrete"):
         make_env("gym:StormTest/TinyBoxActions-v0")
-
-
-# --- vector envs -----------------------------------------------------------------------------
-
-
-def test_vector_env_copies_are_seeded_seed_seed_plus_one_and_so_on():
-    vector = make_vector_env("toy:catch", 3, protocol="storm", seed=5)
-    observations, _ = vector.reset()
-    assert observations.shape == (3, 64, 64, 3) and observations.dtype == np.uint8
-    for index in range(3):
-        alone = make_env("toy:catch", seed=5 + index).reset()[0]
-        assert np.array_equal(observations[index], alone)
-    _, _, _, _, infos = vector.step(np.zeros(3, dtype=np.int64))
-    assert not infos["life_loss"].any()
-    vector.close()

@@ -21,13 +21,19 @@ from storm_wm.evaluation import (
     RELEASED_ENVS,
     comparability,
     evaluation_seeds,
-    play_episodes,
     play_pool,
 )
+from storm_wm.models.agent import build_models
 from storm_wm.sweep.execute import run_is_finished
-from storm_wm.training.trainer import build_models
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def play_episodes(envs, policy, seed, reservoir=None):
+    """One whole episode in each env at once (env i reset with seed + i): (returns, lengths)."""
+    played = play_pool(envs, policy, len(envs), lambda k: seed + k, reservoir=reservoir)
+    order = np.argsort(np.asarray(played.seeds), kind="stable")
+    return np.asarray(played.returns)[order], np.asarray(played.lengths)[order]
 
 
 class PerfectPlayer:
@@ -55,10 +61,7 @@ def test_the_policy_context_holds_each_step_frame_not_copies_of_the_last():
     config = build_config("debug", {"env.game": "toy:catch"})
     models = build_models(config, 3, torch.device("cpu"))
     envs = [make_env("toy:catch") for _ in range(2)]
-    policy = Policy(
-        models.world_model, models.actor_critic, 2, 3, context_length=16,
-        device=torch.device("cpu"), dtype=torch.float32, rng=np.random.default_rng(0),
-    )  # fmt: skip
+    policy = Policy(models, config.train, 2, np.random.default_rng(0), dtype=torch.float32)
     reservoir = WindowReservoir(100, 19, 4, 2, np.random.default_rng(0))
     play_episodes(envs, policy, seed=0, reservoir=reservoir)
     for context in policy.frames:
@@ -311,9 +314,11 @@ def test_eval_shows_progress_and_sigint_keeps_the_finished_episodes(make_run_dir
     # must still stop on Ctrl-C.
     process = subprocess.Popen(
         [*command, "1000000", "--envs", "2", "--diagnostic-windows", "0"],
-        stderr=subprocess.PIPE, text=True, env=environment,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
-    )  # fmt: skip
+    )
     first = ""
     for _ in range(50):  # past any library warning, to the first progress line
         first = process.stderr.readline()

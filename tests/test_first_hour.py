@@ -22,24 +22,30 @@ import torch
 
 from storm_wm import __version__, cli
 from storm_wm.config import build_config, field_names
+from storm_wm.logs.events import EventWriter
+from storm_wm.logs.metrics import Logger
 from storm_wm.persistence import checkpoint
 from storm_wm.persistence.checkpoint import (
     list_checkpoints,
     load_checkpoint,
     load_intact_checkpoint,
 )
-from storm_wm.run import compose, estimate
-from storm_wm.run.compose import RUN_LOCK, run_lock
+from storm_wm.run import estimate
+from storm_wm.run.directory import RUN_LOCK, run_lock
+from storm_wm.run.parts import PhaseClock
 from storm_wm.run.signals import StopSignals
-from storm_wm.training.events import EventWriter
-from storm_wm.training.logger import Logger
-from storm_wm.training.progress import PhaseClock, format_duration
+from storm_wm.run.train import train
+from storm_wm.text import format_duration
 
 # This file's training schedule, on the tiny preset's networks (stacked on toy).
 SCHEDULE = {
-    "train.warmup_steps": 40, "train.checkpoint_every": 40, "train.log_every": 20,
-    "train.train_every": 4, "train.video_every": 0, "train.diagnostics_every": 0,
-}  # fmt: skip
+    "train.warmup_steps": 40,
+    "train.checkpoint_every": 40,
+    "train.log_every": 20,
+    "train.train_every": 4,
+    "train.video_every": 0,
+    "train.diagnostics_every": 0,
+}
 SCHEDULE_ARGS = [item for name, value in SCHEDULE.items() for item in (f"--{name}", str(value))]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 STEPS = 120
@@ -52,9 +58,17 @@ def storm_wm(*arguments: str, timeout: float = 300) -> subprocess.CompletedProce
 
 def train_arguments(run_dir: Path, *extra: str) -> list[str]:
     return [
-        "train", "--preset", "toy+tiny", "--steps", str(STEPS), *SCHEDULE_ARGS, "--no-progress",
-        "--run-dir", str(run_dir), *extra,
-    ]  # fmt: skip
+        "train",
+        "--preset",
+        "toy+tiny",
+        "--steps",
+        str(STEPS),
+        *SCHEDULE_ARGS,
+        "--no-progress",
+        "--run-dir",
+        str(run_dir),
+        *extra,
+    ]
 
 
 def error_line(result: subprocess.CompletedProcess) -> str:
@@ -77,7 +91,7 @@ def copy_run(source: Path, tmp_path: Path) -> Path:
     return run_dir
 
 
-# Item 19: --version, `storm-wm config`, "did you mean".
+# --version, `storm-wm config` and "did you mean" suggestions.
 
 
 def test_version_and_the_config_listing() -> None:
@@ -88,7 +102,7 @@ def test_version_and_the_config_listing() -> None:
     assert list(rows) == field_names()  # every field, in declaration order
     assert rows["train.steps"]["value"] == 2_800 and rows["train.steps"]["type"] == "int"
     assert rows["world_model.channels"]["value"] == [8, 16, 16, 16]
-    # The docstring under the field in config.py, word for word.
+    # The meaning declared with the field in config.py, word for word.
     assert rows["train.checkpoint_keep"]["doc"].startswith("Newest checkpoints kept")
     assert [name for name, row in rows.items() if not row["doc"]] == []  # each has a meaning
     text = storm_wm("config").stdout
@@ -98,15 +112,22 @@ def test_version_and_the_config_listing() -> None:
 
 
 def test_misspelled_field_suggests_the_closest_and_points_at_the_listing(tmp_path: Path) -> None:
-    result = storm_wm("train", "--preset", "toy", "--train.checkpoint_kep", "3",
-                      "--run-dir", str(tmp_path / "run"))  # fmt: skip
+    result = storm_wm(
+        "train",
+        "--preset",
+        "toy",
+        "--train.checkpoint_kep",
+        "3",
+        "--run-dir",
+        str(tmp_path / "run"),
+    )
     line = error_line(result)
     assert "unknown config field 'train.checkpoint_kep'" in line
     assert "did you mean train.checkpoint_keep" in line and "storm-wm config" in line
     assert not (tmp_path / "run").exists()
 
 
-# Item 6: nothing is created before everything is validated.
+# Validation happens before anything is created.
 
 
 @pytest.mark.parametrize(
@@ -117,11 +138,12 @@ def test_misspelled_field_suggests_the_closest_and_points_at_the_listing(tmp_pat
         (["--agent.learning_rate", "inf"], "agent.learning_rate must be a finite"),
         (["--game", "gym:CartPole-v1"], "needs images"),
         pytest.param(
-            ["--device", "cuda"], "CUDA is not available",
+            ["--device", "cuda"],
+            "CUDA is not available",
             marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available"),
         ),
     ],
-)  # fmt: skip
+)
 def test_refused_input_leaves_no_run_directory(tmp_path: Path, bad: list[str], named: str) -> None:
     run_dir = tmp_path / "runs" / "run"
     for mode in ([], ["--resume"]):
@@ -139,7 +161,7 @@ def test_after_a_refusal_the_corrected_command_works(tmp_path: Path) -> None:
     assert json.loads((run_dir / "config.json").read_text())["seed"] == 0
 
 
-# Item 1: the start says when a CPU faces a GPU workload.
+# The start says when a CPU faces a GPU workload.
 
 
 def test_paper_update_flops_match_the_measured_step() -> None:
@@ -174,7 +196,7 @@ def test_small_runs_start_without_a_measurement(monkeypatch, capsys) -> None:
     assert capsys.readouterr().err == ""
 
 
-# Item 2: time left per phase.
+# The time left is told per phase.
 
 
 def test_time_left_models_warm_up_and_training_separately() -> None:
@@ -184,8 +206,10 @@ def test_time_left_models_warm_up_and_training_separately() -> None:
     for _ in range(100):  # warm-up: 10 ms a step
         now[0] += 0.01
         clock.tick(True)
-    assert clock.describe(900, 99_000) == "warm-up 0:09 left, then 99000 training steps " \
-        "(ETA once a few have run)"  # fmt: skip
+    assert (
+        clock.describe(900, 99_000) == "warm-up 0:09 left, then 99000 training steps "
+        "(ETA once a few have run)"
+    )
     for _ in range(4):  # training: 30 s a step
         now[0] += 30.0
         clock.tick(False)
@@ -193,7 +217,7 @@ def test_time_left_models_warm_up_and_training_separately() -> None:
     assert format_duration(3725) == "1:02:05" and format_duration(42) == "0:42"
 
 
-# Item 3: a stop request is acknowledged at once.
+# A stop request is acknowledged at once.
 
 
 def test_first_signal_is_acknowledged_at_once() -> None:
@@ -201,7 +225,7 @@ def test_first_signal_is_acknowledged_at_once() -> None:
     try:
         with StopSignals(announce_to=write_end) as stop:
             os.kill(os.getpid(), signal.SIGTERM)
-            assert stop() == "SIGTERM"
+            assert stop.requested == "SIGTERM"
         message = os.read(read_end, 4096).decode()
     finally:
         os.close(read_end)
@@ -226,7 +250,7 @@ def test_ctrl_c_says_so_then_saves(tmp_path: Path) -> None:
     assert "stopped by SIGINT" in stdout and "train --resume" in stdout
 
 
-# Item 4: `make train` twice continues the run; hints work as typed.
+# `make train` twice continues the run; hints work as typed.
 
 
 def test_bare_resume_starts_then_continues_its_own_run(tmp_path: Path) -> None:
@@ -257,15 +281,25 @@ def test_hints_name_the_console_as_it_can_be_typed(monkeypatch, tmp_path: Path) 
     assert hints.command("eval", "x") == f"'{bin_dir / 'python'}' -m storm_wm.cli eval x"
 
 
-# Item 8: bookkeeping may change on resume.
+# Bookkeeping may change on resume.
 
 
 def test_resume_may_change_bookkeeping_but_not_the_experiment(
     finished_run: Path, tmp_path: Path
 ) -> None:
     run_dir = copy_run(finished_run, tmp_path)
-    changed = ["--train.checkpoint_keep", "3", "--train.log_every", "40", "--device", "cpu",
-               "--train.checkpoint_every", "80", "--steps", "200"]  # fmt: skip
+    changed = [
+        "--train.checkpoint_keep",
+        "3",
+        "--train.log_every",
+        "40",
+        "--device",
+        "cpu",
+        "--train.checkpoint_every",
+        "80",
+        "--steps",
+        "200",
+    ]
     result = storm_wm("train", "--resume", str(run_dir), "--no-progress", *changed)
     assert result.returncode == 0, result.stderr[-2000:]
     saved = json.loads((run_dir / "config.json").read_text())
@@ -277,7 +311,7 @@ def test_resume_may_change_bookkeeping_but_not_the_experiment(
     assert "agent.gamma 0.985 vs 0.9" in error_line(refused)
 
 
-# Item 9: one process per run.
+# One process per run.
 
 
 def test_a_second_process_on_the_run_is_refused_naming_the_holder(
@@ -296,11 +330,17 @@ def test_a_second_process_on_the_run_is_refused_naming_the_holder(
 def test_a_stale_lock_of_a_killed_process_is_taken_over(finished_run: Path, tmp_path: Path) -> None:
     run_dir = copy_run(finished_run, tmp_path)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
-         "from storm_wm.run.compose import run_lock\n"
-         f"with run_lock(Path({str(run_dir)!r})):\n print('held', flush=True); time.sleep(600)"],
-        env={**ENV, "PYTHONPATH": os.pathsep.join(sys.path)}, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; "
+            "from storm_wm.run.directory import run_lock\n"
+            f"with run_lock(Path({str(run_dir)!r})):\n print('held', flush=True); time.sleep(600)",
+        ],
+        env={**ENV, "PYTHONPATH": os.pathsep.join(sys.path)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "held"
     holder.kill()
     holder.wait()
@@ -310,7 +350,7 @@ def test_a_stale_lock_of_a_killed_process_is_taken_over(finished_run: Path, tmp_
     assert not (run_dir / RUN_LOCK).exists()
 
 
-# Item 7: a bad replay chunk never condemns intact checkpoints.
+# A bad replay chunk never condemns intact checkpoints.
 
 
 def test_missing_replay_chunk_resumes_with_what_remains(
@@ -334,7 +374,7 @@ def test_missing_replay_chunk_resumes_with_what_remains(
     assert cli.main(["eval", str(run_dir), "--episodes", "1", "--device", "cpu"]) == 0
 
 
-# Item 12: a checkpoint that would run code is set aside like a corrupt one.
+# A checkpoint that would run code is set aside like a corrupt one.
 
 
 class RunsCode:
@@ -375,7 +415,7 @@ def test_unsafe_checkpoint_is_refused_in_our_words_and_resume_falls_back(
     assert not marker.exists()
 
 
-# Item 10: TensorBoard is flushed with each checkpoint and fails in one line.
+# TensorBoard is flushed with each checkpoint and fails in one line.
 
 
 def read_scalars(directory: Path) -> list[tuple[int, str]]:
@@ -421,7 +461,7 @@ def test_unwritable_tensorboard_directory_does_not_stop_training(tmp_path: Path,
     run_dir.mkdir()
     (run_dir / "tensorboard").write_text("not a directory")
     config = build_config("toy+tiny", {**SCHEDULE, "train.steps": 60})
-    compose.train(config, run_dir, show_progress=False)
+    train(config, run_dir, show_progress=False)
     errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(errors) == 1 and "cannot write TensorBoard events" in errors[0]
     records = (run_dir / "metrics.jsonl").read_text().splitlines()

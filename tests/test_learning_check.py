@@ -101,3 +101,29 @@ def test_bad_usage_is_one_line_and_exit_2(tmp_path, arguments, message):
     result = learning_check(tmp_path / "out", *arguments)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and message in result.stderr
+
+
+def test_without_matplotlib_it_stops_before_training(tmp_path):
+    """The curves are drawn at the end: a Python without matplotlib is refused at the start."""
+    shadow = tmp_path / "shadow" / "matplotlib"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('no matplotlib here')\n")
+    python = tmp_path / "python"
+    python.write_text(
+        f'#!/bin/sh\nPYTHONPATH="{shadow.parent}:$PYTHONPATH" exec "{sys.executable}" "$@"\n'
+    )
+    python.chmod(0o755)
+    out = tmp_path / "out"
+    result = subprocess.run(
+        ["bash", str(SCRIPT), "Boxing", "1"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OUT": str(out), "PYTHON": str(python)},
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "learning-check: the curves need matplotlib: pip install 'storm-wm[plots]' "
+        "(make installs it)\n"
+    )
+    assert not out.exists()

@@ -1,15 +1,17 @@
-"""Architecture facts: parameter counts from SPEC.md, the KV cache, shapes and losses."""
+"""Architecture facts: parameter counts from docs/algorithm.md, the KV cache, shapes and losses."""
+
+import dataclasses
 
 import pytest
 import torch
 
 from storm_wm.commands.info import parameter_counts
 from storm_wm.config import WorldModelConfig, build_config
-from storm_wm.imagination import imagine
+from storm_wm.imagination import Imagination
 from storm_wm.models import ActorCritic, WorldModel
 from storm_wm.models.transformer import StochasticTransformer
 
-SPEC_COUNTS_A6 = {
+COUNTS_A6 = {
     "encoder": 690_624,
     "transformer": 5_026_816,
     "posterior_prior_heads": 4_720_640,
@@ -23,17 +25,25 @@ SPEC_COUNTS_A6 = {
 }
 
 
-def test_parameter_counts_equal_the_spec():
+def test_parameter_counts_equal_the_documented_ones():
     config = build_config("atari100k")
-    assert parameter_counts(config, 6) == SPEC_COUNTS_A6
+    assert parameter_counts(config, 6) == COUNTS_A6
     assert parameter_counts(config, 4)["world_model"] == 16_505_987
     assert parameter_counts(config, 18)["world_model"] == 16_513_155
 
 
 SMALL = WorldModelConfig(
-    channels=(8, 16), categoricals=4, classes=4, hidden=32, layers=2, heads=4,
-    feedforward=64, head_hidden=32, max_length=16, dropout=0.1,
-)  # fmt: skip
+    channels=(8, 16),
+    categoricals=4,
+    classes=4,
+    hidden=32,
+    layers=2,
+    heads=4,
+    feedforward=64,
+    head_hidden=32,
+    max_length=16,
+    dropout=0.1,
+)
 
 
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 1e-5), (torch.bfloat16, 3e-2)])
@@ -45,13 +55,36 @@ def test_kv_cached_decoding_equals_the_full_causal_forward(dtype, tolerance):
     with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
         full = transformer(latents, actions).float()
         # A context chunk of 5 tokens, then one token at a time.
-        cache = transformer.new_cache(3, device=latents.device, dtype=dtype)
+        cache = transformer.new_cache(3)  # in the dtype the layers compute in
         chunks = [transformer.step(latents[:, :5], actions[:, :5], cache)]
         for t in range(5, 12):
             chunks.append(transformer.step(latents[:, t : t + 1], actions[:, t : t + 1], cache))
     stepped = torch.cat(chunks, dim=1).float()
     assert cache.length == 12
     torch.testing.assert_close(stepped, full, atol=tolerance, rtol=tolerance)
+
+
+def test_rolling_cache_equals_the_full_causal_pass_and_restarts_from_its_last_tokens():
+    torch.manual_seed(0)
+    transformer = StochasticTransformer(dataclasses.replace(SMALL, max_length=8), 5).eval()
+    latents = torch.randn(2, 11, SMALL.latent_size)
+    actions = torch.randint(0, 5, (2, 11))
+    cache = transformer.new_cache(2, rolling=True)  # starts again from its last 4 tokens
+    with torch.no_grad():
+        features = torch.cat(
+            [transformer.step(latents[:, :5], actions[:, :5], cache)]
+            + [
+                transformer.step(latents[:, t : t + 1], actions[:, t : t + 1], cache)
+                for t in range(5, 11)
+            ],
+            dim=1,
+        )
+        at_once = transformer.step(latents, actions, transformer.new_cache(2, rolling=True))
+        torch.testing.assert_close(features[:, :8], transformer(latents[:, :8], actions[:, :8]))
+        # Token 8 finds the cache full: it is fed after tokens 4..7, from position 0.
+        restarted = transformer(latents[:, 4:11], actions[:, 4:11])
+    torch.testing.assert_close(features[:, 8:], restarted[:, 4:])
+    torch.testing.assert_close(at_once, features)
 
 
 def test_transformer_is_causal():
@@ -71,7 +104,7 @@ def test_transformer_is_causal():
 
 def test_cache_refuses_to_outgrow_the_position_embedding():
     transformer = StochasticTransformer(SMALL, num_actions=5).eval()
-    cache = transformer.new_cache(1, device=torch.device("cpu"), dtype=torch.float32)
+    cache = transformer.new_cache(1)
     with pytest.raises(ValueError):
         transformer.step(
             torch.randn(1, 17, SMALL.latent_size), torch.zeros(1, 17, dtype=torch.long), cache
@@ -87,9 +120,12 @@ def test_world_model_loss_terms_and_gradients():
     terminations = torch.zeros(2, 6, dtype=torch.bool)
     loss, metrics = model.loss(frames, actions, rewards, terminations)
     expected = (
-        metrics["reconstruction_loss"] + metrics["reward_loss"] + metrics["termination_loss"]
-        + 0.5 * metrics["dynamics_loss"] + 0.1 * metrics["representation_loss"]
-    )  # fmt: skip
+        metrics["reconstruction_loss"]
+        + metrics["reward_loss"]
+        + metrics["termination_loss"]
+        + 0.5 * metrics["dynamics_loss"]
+        + 0.1 * metrics["representation_loss"]
+    )
     torch.testing.assert_close(loss.detach(), expected)
     assert metrics["dynamics_loss"] >= 1.0 and metrics["representation_loss"] >= 1.0  # free bits
     loss.backward()
@@ -110,7 +146,7 @@ def test_imagination_shapes():
     model = WorldModel(SMALL, num_actions=3, image_size=16).eval()
     agent = ActorCritic(build_config("debug").agent, SMALL.latent_size + SMALL.hidden, 3)
     frames = torch.randint(0, 256, (5, 4, 16, 16, 3), dtype=torch.uint8)
-    rollout = imagine(model, agent, frames, torch.randint(0, 3, (5, 4)), horizon=6)
+    rollout = Imagination(torch.device("cpu"))(model, agent, frames, torch.randint(0, 3, (5, 4)), 6)
     assert rollout.states.shape == (5, 7, SMALL.latent_size + SMALL.hidden)
     assert rollout.actions.shape == rollout.rewards.shape == rollout.terminations.shape == (5, 6)
     assert rollout.terminations.dtype == torch.bool

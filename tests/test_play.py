@@ -12,10 +12,10 @@ os.environ["PYGAME_HIDE_SUPPORT_PROMPT"] = "1"
 import pygame  # noqa: E402
 
 from storm_wm.cli import main  # noqa: E402
-from storm_wm.envs import make_env  # noqa: E402
+from storm_wm.envs import action_meanings, make_env  # noqa: E402
 from storm_wm.envs.toy import LEFT, RIGHT, STAY  # noqa: E402
 from storm_wm.play.app import PlayApp  # noqa: E402
-from storm_wm.play.keys import action_for, action_meanings  # noqa: E402
+from storm_wm.play.keys import action_for  # noqa: E402
 from storm_wm.play.worlds import DreamAgent, DreamWorld, RealWorld  # noqa: E402
 
 PONG = ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"]

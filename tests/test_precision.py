@@ -12,9 +12,13 @@ import pytest
 import torch
 
 from storm_wm.config import build_config
-from storm_wm.device import CPU_BF16_VARIABLE, choose_precision, cpu_has_fast_bf16
+from storm_wm.device import (
+    CPU_BF16_VARIABLE,
+    choose_precision,
+    cpu_has_fast_bf16,
+    warn_about_precision,
+)
 from storm_wm.errors import StormError
-from storm_wm.run import compose
 
 CPU = torch.device("cpu")
 
@@ -44,10 +48,10 @@ def test_an_explicit_precision_is_kept_on_any_cpu(cpu_bf16, name, dtype):
 
 
 def test_bf16_asked_for_warns_only_where_the_cpu_emulates_it(cpu_bf16, capsys):
-    compose.warn_about_precision(build_config("toy", {"precision": "bf16"}), CPU)
+    warn_about_precision(build_config("toy", {"precision": "bf16"}).precision, CPU)
     warned = "emulates bf16" in capsys.readouterr().err
     assert warned == (cpu_bf16 == "emulated")
-    compose.warn_about_precision(build_config("toy"), CPU)
+    warn_about_precision(build_config("toy").precision, CPU)
     assert capsys.readouterr().err == ""
 
 

@@ -24,9 +24,8 @@ from storm_wm.envs import make_env
 from storm_wm.models.actor_critic import ActorCritic
 from storm_wm.persistence.checkpoint import find_checkpoint, load_checkpoint
 from storm_wm.persistence.compatibility import flatten
-from storm_wm.persistence.snapshot import capture, restore
-from storm_wm.run.compose import build_components, train
-from storm_wm.training.logger import Logger
+from storm_wm.run.state import capture, restore
+from storm_wm.run.train import build_components, train
 from storm_wm.training.loop import LoopState, train_loop
 
 EPISODE = 7
@@ -35,9 +34,13 @@ EPISODE = 7
 # On the tiny preset's networks (stacked on toy): three whole episodes, all in the warm-up, so
 # the loop's bookkeeping alone, no updates.
 SCHEDULE = {
-    "train.steps": 3 * EPISODE, "train.warmup_steps": 1000, "train.log_every": 1000,
-    "train.checkpoint_every": 1000, "train.diagnostics_every": 0, "train.video_every": 0,
-}  # fmt: skip
+    "train.steps": 3 * EPISODE,
+    "train.warmup_steps": 1000,
+    "train.log_every": 1000,
+    "train.checkpoint_every": 1000,
+    "train.diagnostics_every": 0,
+    "train.video_every": 0,
+}
 
 
 class RecordResets(gymnasium.Wrapper):
@@ -59,11 +62,8 @@ def run_three_episodes(tmp_path: Path, preset: str) -> tuple[Config, RecordReset
     env = RecordResets(make_env("toy:catch", seed=config.seed, image_size=16))
     components = build_components(config, tmp_path, "toy:catch", env)
     env.policy = components.policy
-    with Logger(tmp_path) as logger:
-        state = train_loop(
-            config, env, components.replay, components.trainer, components.policy, logger,
-            components.rng, save=lambda state: None, show_progress=False,
-        )  # fmt: skip
+    replay, trainer, policy = components.replay, components.trainer, components.policy
+    state = train_loop(config, env, replay, trainer, policy, components.rng)  # no parts
     assert state.episode == 3 and len(env.resets) == 4
     return config, env, state
 
@@ -128,13 +128,25 @@ def test_train_with_the_released_preset_records_every_changed_field(tmp_path: Pa
     run_dir = tmp_path / "run"
     result = subprocess.run(
         [
-            sys.executable, "-m", "storm_wm.cli", "train", "--game", "Pong",
-            "--preset", "debug+released", "--steps", "12", "--no-progress",
-            "--run-dir", str(run_dir),
+            sys.executable,
+            "-m",
+            "storm_wm.cli",
+            "train",
+            "--game",
+            "Pong",
+            "--preset",
+            "debug+released",
+            "--steps",
+            "12",
+            "--no-progress",
+            "--run-dir",
+            str(run_dir),
         ],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     recorded = flatten(json.loads((run_dir / "config.json").read_text()))
     assert recorded["preset"] == "debug+released"
@@ -153,9 +165,12 @@ def test_a_released_run_resumed_mid_episode_matches_one_left_alone(tmp_path: Pat
     """Resumed at step 20 (the third episode's 6th step, with the two before in the acting
     context), it ends with the weights and replay of the run that was never stopped."""
     steps = {
-        **SCHEDULE, "train.warmup_steps": 12, "train.train_every": 4, "train.checkpoint_every": 10,
+        **SCHEDULE,
+        "train.warmup_steps": 12,
+        "train.train_every": 4,
+        "train.checkpoint_every": 10,
         "train.deterministic": "true",
-    }  # fmt: skip
+    }
     whole = build_config("toy+tiny+released", {**steps, "train.steps": 34})
     train(whole, tmp_path / "whole", show_progress=False)
     first_part = build_config("toy+tiny+released", {**steps, "train.steps": 20})

@@ -35,10 +35,19 @@ def make_run(directory: Path, game: str, seed: int, score: float) -> Path:
     """A run directory as `storm-wm train` and `storm-wm eval` leave it."""
     directory.mkdir(parents=True)
     evaluation = {
-        "game": game, "game_kind": "atari", "protocol": "storm", "seed": seed, "step": 100000,
-        "policy": "sampled", "episodes": 2, "returns": [score - 1, score + 1], "mean": score,
-        "std": 1.0, "human_normalized": None, "checkpoint": "checkpoints/final.pt",
-    }  # fmt: skip
+        "game": game,
+        "game_kind": "atari",
+        "protocol": "storm",
+        "seed": seed,
+        "step": 100000,
+        "policy": "sampled",
+        "episodes": 2,
+        "returns": [score - 1, score + 1],
+        "mean": score,
+        "std": 1.0,
+        "human_normalized": None,
+        "checkpoint": "checkpoints/final.pt",
+    }
     (directory / "eval.json").write_text(json.dumps(evaluation))
     # episode returns rising with steps: seed 1 ends episodes at 0, 1000, ..., seed 2 at 500, ...
     lines = []
@@ -249,9 +258,11 @@ def make_setup_run(directory: Path, game: str, seed: int, score: float, **fields
 
 
 CAPPED = {
-    "preset": "debug", "comparable": False, "max_episode_frames": 800,
+    "preset": "debug",
+    "comparable": False,
+    "max_episode_frames": 800,
     "comparable_reason": "episodes capped at 800 frames (env.max_episode_frames)",
-}  # fmt: skip
+}
 
 
 def test_unevaluated_and_partial_runs_are_skipped_with_one_line_each(
@@ -291,10 +302,13 @@ def test_an_eval_older_than_the_run_is_warned_about(
 def test_runs_of_different_setups_are_separate_methods_and_capped_ones_stay_out_of_hns(
     run_dirs: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    paper = [make_setup_run(tmp_path / f"paper-{seed}", "Pong", seed, -3.05, preset="atari100k")
-             for seed in (1, 2)]  # fmt: skip
-    debug = [make_setup_run(tmp_path / f"debug-{seed}", "Pong", seed, 14.6, **CAPPED)
-             for seed in (1, 2)]  # fmt: skip
+    paper = [
+        make_setup_run(tmp_path / f"paper-{seed}", "Pong", seed, -3.05, preset="atari100k")
+        for seed in (1, 2)
+    ]
+    debug = [
+        make_setup_run(tmp_path / f"debug-{seed}", "Pong", seed, 14.6, **CAPPED) for seed in (1, 2)
+    ]
     out = tmp_path / "out"
     arguments = [*map(str, paper + debug), "--reference", "", "--out", str(out)]
     status, error = run_report([*arguments, "--bootstrap-samples", "50"], capsys)
@@ -319,8 +333,9 @@ def test_runs_of_different_setups_are_separate_methods_and_capped_ones_stay_out_
 
     # capped runs alone: raw scores only, no HNS aggregates, no HNS plots
     out = tmp_path / "alone"
-    status, _ = run_report([*map(str, debug), "--out", str(out), "--bootstrap-samples", "50"],
-                           capsys)  # fmt: skip
+    status, _ = run_report(
+        [*map(str, debug), "--out", str(out), "--bootstrap-samples", "50"], capsys
+    )
     assert status == 0
     assert not [
         row for row in read_csv(out / "aggregates.csv") if row["method"].startswith("storm-wm")
@@ -335,11 +350,13 @@ def test_different_protocols_are_never_seeds_of_one_method(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     storm = make_setup_run(tmp_path / "a", "Pong", 1, 0.0, preset="atari100k")
-    standard = make_setup_run(tmp_path / "b", "Pong", 2, 5.0, preset="atari100k",
-                              protocol="standard")  # fmt: skip
+    standard = make_setup_run(
+        tmp_path / "b", "Pong", 2, 5.0, preset="atari100k", protocol="standard"
+    )
     out = tmp_path / "out"
-    status, _ = run_report([str(storm), str(standard), "--reference", "", "--out", str(out)],
-                           capsys)  # fmt: skip
+    status, _ = run_report(
+        [str(storm), str(standard), "--reference", "", "--out", str(out)], capsys
+    )
     assert status == 0
     methods = {row["method"]: row for row in read_csv(out / "per_game.csv")}
     assert set(methods) == {"storm-wm [storm protocol]", "storm-wm [standard protocol]"}
@@ -384,8 +401,9 @@ def test_games_of_one_setup_each_stay_one_method(
     pong = make_setup_run(tmp_path / "pong", "Pong", 1, -3.05, **CAPPED)
     catch = make_setup_run(tmp_path / "catch", "toy:catch", 1, 0.5, preset="toy+debug")
     out = tmp_path / "out"
-    status, error = run_report([str(pong), str(catch), "--reference", "", "--out", str(out)],
-                               capsys)  # fmt: skip
+    status, error = run_report(
+        [str(pong), str(catch), "--reference", "", "--out", str(out)], capsys
+    )
     assert status == 0 and error == ""  # no game has runs of two setups: nothing to split
     markdown = (out / "report.md").read_text()
     assert table_row(markdown, "Pong")[4] == "—" and table_row(markdown, "toy:catch")[1] == "0.500"
@@ -424,10 +442,13 @@ def colour_pixels(path: Path, rgb: tuple[int, int, int]) -> int:
 def test_learning_curves_are_drawn_for_every_method_of_runs(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    paper = [make_setup_run(tmp_path / f"paper-{seed}", "Pong", seed, -3.05, preset="atari100k")
-             for seed in (1, 2)]  # fmt: skip
-    debug = [make_setup_run(tmp_path / f"debug-{seed}", "Pong", seed, 14.6, **CAPPED)
-             for seed in (1, 2)]  # fmt: skip
+    paper = [
+        make_setup_run(tmp_path / f"paper-{seed}", "Pong", seed, -3.05, preset="atari100k")
+        for seed in (1, 2)
+    ]
+    debug = [
+        make_setup_run(tmp_path / f"debug-{seed}", "Pong", seed, 14.6, **CAPPED) for seed in (1, 2)
+    ]
     out = tmp_path / "out"
     arguments = [*map(str, paper + debug), "--reference", "", "--out", str(out)]
     assert run_report([*arguments, "--bootstrap-samples", "50"], capsys)[0] == 0
@@ -444,8 +465,9 @@ def test_learning_curves_are_drawn_for_every_method_of_runs(
 def test_capped_runs_included_as_asked_are_labelled_capped(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    debug = [make_setup_run(tmp_path / f"debug-{seed}", "Pong", seed, 14.6, **CAPPED)
-             for seed in (1, 2)]  # fmt: skip
+    debug = [
+        make_setup_run(tmp_path / f"debug-{seed}", "Pong", seed, 14.6, **CAPPED) for seed in (1, 2)
+    ]
     out = tmp_path / "out"
     arguments = [*map(str, debug), "--reference", "storm", "--out", str(out), "--include-capped"]
     assert run_report([*arguments, "--bootstrap-samples", "50"], capsys)[0] == 0

@@ -24,7 +24,7 @@ import pytest
 import torch
 
 from storm_wm import atomic, cli
-from storm_wm.config import build_config
+from storm_wm.config import build_config, with_overrides
 from storm_wm.errors import StormError
 from storm_wm.persistence.checkpoint import (
     find_checkpoint,
@@ -32,15 +32,17 @@ from storm_wm.persistence.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from storm_wm.persistence.resume import apply_overrides, check_resume_config
-from storm_wm.run import compose as run
+from storm_wm.persistence.resume import check_resume_config
+from storm_wm.run import train as run
 
 STEPS = 120
 # This file's training schedule, on the tiny preset's networks (stacked on toy).
 SCHEDULE = {
-    "train.warmup_steps": 40, "train.checkpoint_every": 40, "train.log_every": 20,
+    "train.warmup_steps": 40,
+    "train.checkpoint_every": 40,
+    "train.log_every": 20,
     "train.train_every": 2,
-}  # fmt: skip
+}
 SCHEDULE_ARGS = [item for name, value in SCHEDULE.items() for item in (f"--{name}", str(value))]
 # One thread, here and in the subprocesses: the same kernels on the same data, bit for bit.
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -48,9 +50,18 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 def train_arguments(run_dir: Path, *extra: str) -> list[str]:
     return [
-        "train", "--preset", "toy+tiny", "--steps", str(STEPS), *SCHEDULE_ARGS, "--deterministic",
-        "--no-progress", "--run-dir", str(run_dir), *extra,
-    ]  # fmt: skip
+        "train",
+        "--preset",
+        "toy+tiny",
+        "--steps",
+        str(STEPS),
+        *SCHEDULE_ARGS,
+        "--deterministic",
+        "--no-progress",
+        "--run-dir",
+        str(run_dir),
+        *extra,
+    ]
 
 
 def command(arguments: list[str]) -> list[str]:
@@ -81,9 +92,12 @@ def reference(tmp_path_factory) -> Path:
 def interrupted(run_dir: Path, kill_with: signal.Signals) -> subprocess.Popen:
     """Starts the reference's command and sends `kill_with` a little after its first checkpoint."""
     process = subprocess.Popen(
-        command(train_arguments(run_dir)), env=ENV, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        command(train_arguments(run_dir)),
+        env=ENV,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 240
     while not list_checkpoints(run_dir):
         assert process.poll() is None, process.communicate()[1][-2000:]
@@ -256,13 +270,13 @@ def test_resume_with_a_different_config_names_the_fields(reference: Path, capsys
     assert "already at step 120, past --steps 100" in one_line_error(capsys)
     assert tree_digest(reference) == before
     saved = build_config("toy+tiny", SCHEDULE)
-    check_resume_config(saved, apply_overrides(saved, {"train.steps": "500"}), reference)
+    check_resume_config(saved, with_overrides(saved, {"train.steps": "500"}), reference)
 
 
 def rewrite_newest(run_dir: Path, change) -> None:
     """Rewrites the newest checkpoint (valid checksum) after `change(payload)`."""
     step, path = list_checkpoints(run_dir)[-1]
-    state = load_checkpoint(path, check_run_config=False)
+    state = load_checkpoint(path)
     change(state)
     summary = {"game": state["game"], "num_actions": state["num_actions"], "replay_total": step}
     save_checkpoint(run_dir, step, state, summary)
@@ -341,9 +355,13 @@ def test_nonfinite_losses_are_skipped_then_stop_with_a_good_checkpoint(
     monkeypatch.setattr(WorldModel, "loss", loss_turning_nan)
     # The start-of-run estimate counts an update's FLOPs by running one: not a training update.
     monkeypatch.setattr("storm_wm.run.estimate.update_flops", lambda config, actions: 0)
-    config = tiny_config(**{
-        "train.max_nonfinite_updates": 3, "train.log_every": 2, "train.train_every": 1,
-    })  # fmt: skip
+    config = tiny_config(
+        **{
+            "train.max_nonfinite_updates": 3,
+            "train.log_every": 2,
+            "train.train_every": 1,
+        }
+    )
     with pytest.raises(StormError) as caught:
         run.train(config, tmp_path / "run", show_progress=False)
     message = str(caught.value)
@@ -355,7 +373,7 @@ def test_nonfinite_losses_are_skipped_then_stop_with_a_good_checkpoint(
         "storm-wm: warning: step 46: non-finite world-model loss or gradient; update skipped"
     ]
     state = final_checkpoint(tmp_path / "run")
-    assert state["step"] == 48 and state["trainer"]["skipped_updates"] == 3
+    assert state["step"] == 48 and state["trainer"]["nonfinite_counters"]["skipped"] == 3
     assert all(torch.isfinite(tensor).all() for tensor in state["world_model"].values())
     assert [step for step, _ in list_checkpoints(tmp_path / "run")] == [40, 48]
     records = metric_records(tmp_path / "run")
@@ -416,13 +434,20 @@ def test_unwritable_run_directory_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_memory_stays_flat_over_a_long_run(tmp_path: Path) -> None:
     """With the replay buffer already full, resident memory does not grow step after step."""
-    config = tiny_config(**{
-        "train.steps": 300, "train.replay_capacity": 40, "train.log_every": 50,
-        "train.checkpoint_every": 100,
-    })  # fmt: skip
+    config = tiny_config(
+        **{
+            "train.steps": 300,
+            "train.replay_capacity": 40,
+            "train.log_every": 50,
+            "train.checkpoint_every": 100,
+        }
+    )
     run.train(config, tmp_path / "run", show_progress=False)
-    memory = {r["step"]: r["system/memory_mb"] for r in metric_records(tmp_path / "run")
-              if "system/memory_mb" in r}  # fmt: skip
+    memory = {
+        r["step"]: r["system/memory_mb"]
+        for r in metric_records(tmp_path / "run")
+        if "system/memory_mb" in r
+    }
     assert sorted(memory) == [50, 100, 150, 200, 250, 300]
     # A leak of 16 kB per step would add 3 MB; allocator noise is far below that.
     assert memory[300] - memory[100] < 3.0, memory

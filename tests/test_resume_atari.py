@@ -26,10 +26,10 @@ import numpy as np
 import pytest
 import torch
 
-from storm_wm.config import build_config
+from storm_wm.config import build_config, with_overrides
 from storm_wm.persistence.checkpoint import find_checkpoint, list_checkpoints, load_checkpoint
-from storm_wm.persistence.resume import apply_overrides
-from storm_wm.run import compose as run
+from storm_wm.persistence.resume import load_run_config
+from storm_wm.run import train as run
 
 GAME = "Breakout"  # lives, game over within the debug preset's 800-frame cap, sticky paddle
 STEPS = 240
@@ -44,11 +44,19 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config(protocol: str):
-    return build_config("debug", {
-        "env.game": GAME, "env.protocol": protocol, "train.steps": STEPS,
-        "train.checkpoint_every": 1, "train.checkpoint_keep": 0, "train.deterministic": True,
-        "device": "cpu", "precision": "fp32",
-    })  # fmt: skip
+    return build_config(
+        "debug",
+        {
+            "env.game": GAME,
+            "env.protocol": protocol,
+            "train.steps": STEPS,
+            "train.checkpoint_every": 1,
+            "train.checkpoint_keep": 0,
+            "train.deterministic": True,
+            "device": "cpu",
+            "precision": "fp32",
+        },
+    )
 
 
 @pytest.fixture(scope="module", params=["storm", "standard"])
@@ -183,10 +191,13 @@ def test_resume_on_atari_ends_exactly_as_the_run_left_alone(
         arguments += [item for name, value in once.items() for item in (f"--{name}", str(value))]
         result = subprocess.run(
             [sys.executable, "-m", "storm_wm.cli", *arguments],
-            capture_output=True, text=True, env=ENV, timeout=600,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            env=ENV,
+            timeout=600,
+        )
         assert result.returncode == 0, result.stderr[-2000:]
     else:
-        resumed = apply_overrides(run.load_run_config(run_dir), once)
+        resumed = with_overrides(load_run_config(run_dir), once)
         run.train(resumed, run_dir, show_progress=False, resume=True)
     assert_ends_as_the_reference(run_dir, reference_dir)

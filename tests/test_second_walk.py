@@ -25,9 +25,13 @@ from storm_wm.persistence.checkpoint import list_checkpoints
 from storm_wm.run import estimate
 
 SCHEDULE = {
-    "train.warmup_steps": 40, "train.checkpoint_every": 40, "train.log_every": 20,
-    "train.train_every": 4, "train.video_every": 0, "train.diagnostics_every": 0,
-}  # fmt: skip
+    "train.warmup_steps": 40,
+    "train.checkpoint_every": 40,
+    "train.log_every": 20,
+    "train.train_every": 4,
+    "train.video_every": 0,
+    "train.diagnostics_every": 0,
+}
 SCHEDULE_ARGS = [item for name, value in SCHEDULE.items() for item in (f"--{name}", str(value))]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 STEPS = 80
@@ -42,9 +46,17 @@ def storm_wm(*arguments: str, cwd: Path | None = None) -> subprocess.CompletedPr
 
 def train_arguments(run_dir: Path, *extra: str) -> list[str]:
     return [
-        "train", "--preset", "toy+tiny", "--steps", str(STEPS), *SCHEDULE_ARGS, "--no-progress",
-        "--run-dir", str(run_dir), *extra,
-    ]  # fmt: skip
+        "train",
+        "--preset",
+        "toy+tiny",
+        "--steps",
+        str(STEPS),
+        *SCHEDULE_ARGS,
+        "--no-progress",
+        "--run-dir",
+        str(run_dir),
+        *extra,
+    ]
 
 
 def one_line(text: str) -> str:
@@ -144,8 +156,17 @@ def test_a_resume_keeps_the_budget_and_checkpoint_count_and_nothing_else(
 ) -> None:
     run_dir = copy_run(finished_run, tmp_path / "run")
     once = ["--train.checkpoint_every", "20", "--train.log_every", "10", "--device", "cpu"]
-    result = storm_wm("train", "--resume", str(run_dir), "--no-progress", "--steps", "120",
-                      "--train.checkpoint_keep", "5", *once)  # fmt: skip
+    result = storm_wm(
+        "train",
+        "--resume",
+        str(run_dir),
+        "--no-progress",
+        "--steps",
+        "120",
+        "--train.checkpoint_keep",
+        "5",
+        *once,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "storm-wm: resuming at step 80 toy:catch" in result.stdout  # the header, all the same
     assert (
@@ -185,8 +206,11 @@ def test_a_pasted_hint_resumes_a_run_dir_with_spaces(finished_run: Path, tmp_pat
     assert hint.endswith(f"train --resume '{run_dir}'")
     pasted = subprocess.run(
         ["bash", "-c", f"{hint} --steps 100 --no-progress"],
-        capture_output=True, text=True, env=ENV, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+    )
     assert pasted.returncode == 0, pasted.stderr[-2000:]
     assert "storm-wm: resuming at step 80 toy:catch (toy+tiny, seed 1) for 100 steps" in (
         pasted.stdout
@@ -208,8 +232,19 @@ def test_the_missing_run_hint_carries_the_game_and_options(tmp_path: Path, capsy
 
 
 def test_a_game_typed_in_lower_case_gets_its_own_name_everywhere(tmp_path: Path) -> None:
-    arguments = ["train", "--game", "pong", "--preset", "debug+tiny", "--steps", "6",
-                 "--train.video_every", "0", "--train.diagnostics_every", "0"]  # fmt: skip
+    arguments = [
+        "train",
+        "--game",
+        "pong",
+        "--preset",
+        "debug+tiny",
+        "--steps",
+        "6",
+        "--train.video_every",
+        "0",
+        "--train.diagnostics_every",
+        "0",
+    ]
     result = storm_wm(*arguments, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert [path.name for path in (tmp_path / "runs").iterdir()] == ["Pong_debug-tiny_seed1"]

@@ -1,5 +1,6 @@
 """Aggregate metrics, bootstrap intervals and human normalization, checked by hand and against
-the published figures of /work/shared/reference-scores/README.md."""
+the published figures of the reference scores shipped with the package
+(src/storm_wm/data/reference_scores/SOURCES.md)."""
 
 from __future__ import annotations
 

@@ -23,18 +23,33 @@ import pytest
 from storm_wm.cli import main
 from storm_wm.errors import StormError
 from storm_wm.games import ATARI_100K_GAMES
+from storm_wm.logs.records import records
 from storm_wm.persistence.checkpoint import list_checkpoints
-from storm_wm.sweep import local
+from storm_wm.sweep import backends
 from storm_wm.sweep.execute import resumes, run_is_finished
-from storm_wm.sweep.plan import RunSpec, parse_games, parse_seeds
-from storm_wm.sweep.progress import RunTracker, format_duration, last_step
+from storm_wm.sweep.plan import RunSpec, default_sweep_dir, parse_games, parse_seeds, run_dir_name
+from storm_wm.sweep.progress import RunTracker, last_step
 from storm_wm.sweep.state import RunRecord, SweepState, sweep_lock
+from storm_wm.text import format_duration
 
 TINY = [
-    "--preset", "debug", "--steps", "40", "--eval-episodes", "1",
-    "--train.warmup_steps", "20", "--train.checkpoint_every", "20", "--train.log_every", "10",
-    "--env.max_episode_frames", "100", "--cpus-per-run", "1",
-]  # fmt: skip
+    "--preset",
+    "debug",
+    "--steps",
+    "40",
+    "--eval-episodes",
+    "1",
+    "--train.warmup_steps",
+    "20",
+    "--train.checkpoint_every",
+    "20",
+    "--train.log_every",
+    "10",
+    "--env.max_episode_frames",
+    "100",
+    "--cpus-per-run",
+    "1",
+]
 TWO_BY_TWO = ["--games", "toy:catch,Pong", "--seeds", "1-2", *TINY, "--max-concurrent", "2"]
 RUN_NAMES = ("toy-catch_seed1", "toy-catch_seed2", "Pong_seed1", "Pong_seed2")
 
@@ -125,11 +140,18 @@ def test_bad_arguments_are_one_line_errors_before_anything_runs(tmp_path, capsys
 def test_rerunning_with_other_arguments_refuses_and_names_the_difference(tmp_path, capsys):
     out = tmp_path / "sweep"
     out.mkdir()
-    arguments = {"games": ["Pong"], "seeds": [1, 2], "preset": "debug", "steps": None,
-                 "eval_episodes": None, "train_options": []}  # fmt: skip
+    arguments = {
+        "games": ["Pong"],
+        "seeds": [1, 2],
+        "preset": "debug",
+        "steps": None,
+        "eval_episodes": None,
+        "train_options": [],
+    }
     SweepState(out / "sweep.json", arguments, {}).save()
-    code = main(["sweep", "--games", "Pong", "--seeds", "1-3", "--preset", "debug",
-                 "--out", str(out)])  # fmt: skip
+    code = main(
+        ["sweep", "--games", "Pong", "--seeds", "1-3", "--preset", "debug", "--out", str(out)]
+    )
     assert code == 2
     assert "started with --seeds 1,2, not --seeds 1,2,3" in capsys.readouterr().err
 
@@ -146,28 +168,47 @@ def test_a_second_sweep_on_the_same_directory_is_refused_while_the_first_runs(tm
 
 def test_ray_backend_without_ray_says_how_to_install_it(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` fail
-    code = main(["sweep", "--games", "Pong", "--seeds", "1", "--backend", "ray",
-                 "--out", str(tmp_path / "sweep")])  # fmt: skip
+    code = main(
+        [
+            "sweep",
+            "--games",
+            "Pong",
+            "--seeds",
+            "1",
+            "--backend",
+            "ray",
+            "--out",
+            str(tmp_path / "sweep"),
+        ]
+    )
     assert code == 2
     assert "pip install 'storm-wm[ray]'" in capsys.readouterr().err
 
 
 def test_local_slots_give_each_run_its_own_gpus_and_threads(monkeypatch):
-    monkeypatch.setattr(local, "cpu_count", lambda: 16)
+    monkeypatch.setattr(backends, "cpu_count", lambda: 16)
     gpus = ["0", "1", "2", "3"]
-    slots = local.plan_slots(2, 1, None, gpus)
+    slots = backends.plan_slots(2, 1, None, gpus)
     assert [slot["CUDA_VISIBLE_DEVICES"] for slot in slots] == ["0", "1", "2", "3"]
     assert slots[0]["OMP_NUM_THREADS"] == "2"
-    pairs = local.plan_slots(1, 2, None, gpus)
+    pairs = backends.plan_slots(1, 2, None, gpus)
     assert [slot["CUDA_VISIBLE_DEVICES"] for slot in pairs] == ["0,1", "2,3"]
-    halves = local.plan_slots(1, 0.5, None, gpus)
-    assert [slot["CUDA_VISIBLE_DEVICES"] for slot in halves] == ["0", "0", "1", "1", "2", "2",
-                                                                  "3", "3"]  # fmt: skip
-    cpu_only = local.plan_slots(4, 0, 3, gpus)
+    halves = backends.plan_slots(1, 0.5, None, gpus)
+    assert [slot["CUDA_VISIBLE_DEVICES"] for slot in halves] == [
+        "0",
+        "0",
+        "1",
+        "1",
+        "2",
+        "2",
+        "3",
+        "3",
+    ]
+    cpu_only = backends.plan_slots(4, 0, 3, gpus)
     assert [slot["CUDA_VISIBLE_DEVICES"] for slot in cpu_only] == ["", "", ""]  # max_concurrent
-    assert len(local.plan_slots(4, 0, None, [])) == 4  # 16 CPUs / 4 per run
+    assert len(backends.plan_slots(4, 0, None, [])) == 4  # 16 CPUs / 4 per run
     with pytest.raises(StormError, match="pass --gpus-per-run 0"):
-        local.plan_slots(1, 1, None, [])
+        backends.plan_slots(1, 1, None, [])
 
 
 def test_what_a_run_needs_is_read_from_its_directory(tmp_path):
@@ -180,6 +221,21 @@ def test_what_a_run_needs_is_read_from_its_directory(tmp_path):
     assert run_is_finished(run_dir)
 
 
+def test_directory_names_dash_what_a_path_cannot_hold_and_keep_the_plus_between_games():
+    sweep_dir = default_sweep_dir("Pong,toy:catch", ("Pong", "toy:catch"), "toy+tiny", "1-2")
+    assert sweep_dir == Path("sweeps") / "toy-tiny_Pong+toy-catch_seeds1-2"
+    assert run_dir_name("gym:ALE/Pong-v5", 3) == "gym-ALE-Pong-v5_seed3"
+
+
+def test_a_long_metrics_file_is_read_by_its_tail_whose_cut_line_is_skipped(tmp_path):
+    metrics = tmp_path / "metrics.jsonl"
+    lines = [json.dumps({"step": step, "pad": "x" * 100}) for step in range(200)]
+    metrics.write_text("\n".join(lines) + "\n")
+    steps = [record["step"] for record in records(metrics, tail_bytes=1000)]
+    assert steps == list(range(steps[0], 200)) and 5 < len(steps) < 1000 // 100
+    assert last_step(metrics) == 199
+
+
 def test_progress_reads_the_last_step_and_computes_the_eta_from_the_rate(tmp_path):
     metrics = tmp_path / "metrics.jsonl"
     metrics.write_text('{"step": 20, "x": 1}\n{"step": 70, "x": 2}\n{"step": 8')  # last: partial
@@ -188,7 +244,7 @@ def test_progress_reads_the_last_step_and_computes_the_eta_from_the_rate(tmp_pat
     tracker = RunTracker(run, RunRecord("Pong", 1, status="running"))
     tracker.first_seen, tracker.step = (100.0, 20), 70
     assert tracker.eta(now=110.0) == pytest.approx(100.0)  # 5 steps/s, 500 steps left
-    assert format_duration(3725) == "1h02m" and format_duration(185) == "3m05s"
+    assert format_duration(3725) == "1:02:05" and format_duration(185) == "3:05"  # as the ETA
 
 
 # -- whole sweeps through the command line ---------------------------------------------------
@@ -227,8 +283,10 @@ def test_ray_sweep_on_a_local_ray_instance_finishes_and_leaves_no_ray_process(tm
     out = tmp_path / "sweep"
     process = subprocess.Popen(
         sweep_command(out, *TWO_BY_TWO, "--backend", "ray"),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     # Every process the sweep starts (Ray's raylet, GCS, workers, the runs) descends from it.
     seen: dict[int, psutil.Process] = {}
     names: set[str] = set()
@@ -258,9 +316,11 @@ def test_local_sweep_killed_midway_resumes_without_rerunning_finished_runs(tmp_p
     out = tmp_path / "sweep"
     arguments = [*TWO_BY_TWO, "--train.checkpoint_keep", "0"]  # keep every checkpoint to check
     process = subprocess.Popen(
-        sweep_command(out, *arguments), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        sweep_command(out, *arguments),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-    )  # fmt: skip
+    )
     seen: dict[int, psutil.Process] = {}
     deadline = time.monotonic() + 150
     while time.monotonic() < deadline:
@@ -316,12 +376,23 @@ def test_local_sweep_killed_midway_resumes_without_rerunning_finished_runs(tmp_p
 def test_a_failing_run_is_retried_reported_and_the_others_finish(tmp_path):
     # gym:CartPole-v1 is a registered game without pixels: train refuses it when it starts.
     out = tmp_path / "sweep"
-    result = run_sweep(out, "--games", "toy:catch,gym:CartPole-v1", "--seeds", "1", *TINY,
-                       "--max-concurrent", "2", "--retries", "1")  # fmt: skip
+    result = run_sweep(
+        out,
+        "--games",
+        "toy:catch,gym:CartPole-v1",
+        "--seeds",
+        "1",
+        *TINY,
+        "--max-concurrent",
+        "2",
+        "--retries",
+        "1",
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert statuses(out) == {
-        "toy-catch_seed1": ("finished", 1), "gym-CartPole-v1_seed1": ("failed", 2),
-    }  # fmt: skip
+        "toy-catch_seed1": ("finished", 1),
+        "gym-CartPole-v1_seed1": ("failed", 2),
+    }
     record = json.loads((out / "sweep.json").read_text())["runs"]["gym-CartPole-v1_seed1"]
     assert "storm-wm needs images" in record["error"]
     assert len(attempt_headers(out / "gym-CartPole-v1_seed1" / "train.log")) == 2
@@ -368,7 +439,7 @@ class FakeRay(types.ModuleType):
 
 
 def test_ray_backend_asks_for_a_quarter_gpu_per_run_so_four_share_one(monkeypatch):
-    from storm_wm.sweep.ray_backend import RayBackend
+    from storm_wm.sweep.backends import RayBackend
 
     fake = FakeRay(gpus=1.0)
     monkeypatch.setitem(sys.modules, "ray", fake)
@@ -383,7 +454,7 @@ def test_ray_backend_asks_for_a_quarter_gpu_per_run_so_four_share_one(monkeypatc
 
 
 def test_ray_backend_refuses_a_gpu_share_on_a_machine_without_gpus(monkeypatch):
-    from storm_wm.sweep.ray_backend import RayBackend
+    from storm_wm.sweep.backends import RayBackend
 
     monkeypatch.setitem(sys.modules, "ray", FakeRay(gpus=0.0))
     with pytest.raises(StormError, match="asks for 1 CPUs and 0.25 GPUs but this machine has"):

@@ -68,9 +68,10 @@ import torch
 from storm_wm.config import build_config
 from storm_wm.diagnostics import open_loop_errors
 from storm_wm.envs import make_env
+from storm_wm.models.agent import build_models
 from storm_wm.models.world_model import frames_to_input
 from storm_wm.replay import ReplayBuffer
-from storm_wm.training.trainer import Trainer, build_models
+from storm_wm.training.trainer import Trainer
 
 SEED = 0
 TRAINING_STEPS = 8_000
@@ -154,10 +155,17 @@ def held_out_figures(
     and the moving ones), and the reward loss over every held-out step; eval mode."""
     frames = held_out["frames"]
     targets = frames_to_input(frames[:, CONTEXT])
-    decoded = world_model.decode(world_model.encode(frames[:, CONTEXT, None]))[:, 0]
+    windows = len(frames)
+    posterior = world_model.encode(frames[:, CONTEXT, None], world_model.latent_noise(windows, 1))
+    decoded = world_model.decode(posterior)[:, 0]
     reconstruction, reconstruction_moving = frame_errors(decoded.clamp(0.0, 1.0), targets, moving)
-    start = world_model.start_from_context(frames[:, :CONTEXT], held_out["actions"][:, :CONTEXT])
-    predicted = world_model.decode(start.latent[:, None])[:, 0].float().clamp(0.0, 1.0)
+    latent, _, _ = world_model.start_from_context(
+        frames[:, :CONTEXT],
+        held_out["actions"][:, :CONTEXT],
+        world_model.latent_noise(windows, CONTEXT),
+        world_model.latent_noise(windows),
+    )
+    predicted = world_model.decode(latent[:, None])[:, 0].float().clamp(0.0, 1.0)
     open_loop, open_loop_moving = frame_errors(predicted, targets, moving)
     # The k = 1 error as the diagnostics report it (its own prior draw), beside the above.
     k1 = open_loop_errors(world_model, **held_out, context=CONTEXT, horizons=(1,))["horizons"][0]
@@ -182,12 +190,18 @@ def learn(schedule: Schedule) -> dict:
     started = time.monotonic()
     training = play_randomly(schedule.game, SEED, TRAINING_STEPS)
     held_out = windows(play_randomly(schedule.game, SEED + 1, HELD_OUT_STEPS))
-    config = build_config("atari100k", {
-        "env.game": schedule.game, "seed": SEED, "device": "cpu", "precision": "fp32",
-        "world_model.batch_size": schedule.batch,
-        "world_model.sequence_length": schedule.sequence,
-        "world_model.learning_rate": schedule.learning_rate,
-    })  # fmt: skip
+    config = build_config(
+        "atari100k",
+        {
+            "env.game": schedule.game,
+            "seed": SEED,
+            "device": "cpu",
+            "precision": "fp32",
+            "world_model.batch_size": schedule.batch,
+            "world_model.sequence_length": schedule.sequence,
+            "world_model.learning_rate": schedule.learning_rate,
+        },
+    )
     replay = ReplayBuffer(TRAINING_STEPS, training["frames"].shape[1:])
     replay.extend(
         training["frames"], training["actions"], training["rewards"], training["terminations"]
@@ -215,13 +229,16 @@ def learn(schedule: Schedule) -> dict:
     held_out_targets = twohot.encode(held_out["rewards"].flatten())
     frequency_loss = float(-(held_out_targets * frequencies.clamp_min(1e-6).log()).sum(-1).mean())
     figures = {
-        "initial": initial, "final": final, "mean_frame": mean_frame_error,
-        "mean_frame_moving": mean_frame_moving, "held_out_own_mean_frame": own_mean_error,
+        "initial": initial,
+        "final": final,
+        "mean_frame": mean_frame_error,
+        "mean_frame_moving": mean_frame_moving,
+        "held_out_own_mean_frame": own_mean_error,
         "moving_pixels_per_frame": float(moving[:, 0].sum((-2, -1)).mean()),
         "reward_frequency_loss": frequency_loss,
         "training_rewards": int(np.count_nonzero(training["rewards"])),
         "held_out_rewards": int(np.count_nonzero(held_out["rewards"])),
-    }  # fmt: skip
+    }
     seconds = time.monotonic() - started
     print(f"{schedule.game}: {schedule.updates} updates in {seconds:.0f} s: {figures}")
     return figures

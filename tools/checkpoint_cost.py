@@ -21,7 +21,8 @@ import numpy as np
 
 from storm_wm.config import build_config
 from storm_wm.envs import make_env, resolve_game
-from storm_wm.run.compose import build_components, save_training_checkpoint
+from storm_wm.run.state import save_training_checkpoint
+from storm_wm.run.train import build_components
 from storm_wm.training.loop import LoopState
 
 PAPER_GPU_STEP_SECONDS = 4.3 * 3600 / 100_000
@@ -40,8 +41,7 @@ def measure(preset: str, game: str, train_steps: int, checkpoints: int) -> dict[
     config = build_config(preset, {"env.game": game})
     every = config.train.checkpoint_every
     spec = resolve_game(game)
-    env = make_env(spec, protocol=config.env.protocol, seed=config.seed,
-                   image_size=config.env.image_size)  # fmt: skip
+    env = make_env(config.env, seed=config.seed)
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(dir=Path.cwd(), prefix=".checkpoint_cost_") as directory:
         run_dir = Path(directory)

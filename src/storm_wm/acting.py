@@ -2,60 +2,59 @@
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+from collections import deque
 
 import numpy as np
 import torch
 
 from storm_wm.compilation import CompiledFunction
+from storm_wm.config import TrainConfig
 from storm_wm.device import autocast
 from storm_wm.models import ActorCritic, WorldModel
+from storm_wm.models.actor_critic import agent_state
+from storm_wm.models.agent import Models
 
 
 class Policy:
     """Chooses actions for N environments, each with its own episode context.
 
-    Each environment keeps its last `context_length` (frame, action) pairs of the current
+    Each environment keeps its last `settings.act_context` (frame, action) pairs of the current
     episode. As in the authors' code, the frame just observed joins the context only after the
     action is chosen: the policy acts on the model's prior sample for the current frame, which is
-    what it sees in imagination. With `act_on_posterior` it acts on the current frame's posterior
-    sample instead. With an empty context (the first step of an episode) the action is uniform.
+    what it sees in imagination. With `settings.act_on_posterior` it acts on the current frame's
+    posterior sample instead. With an empty context (the first step of an episode) the action
+    is uniform. The networks' device is the policy's; `dtype` is the autocast precision.
 
-    With `compile`, the acting step runs through torch.compile as one fixed-shape graph
-    (`act_on_padded_context`): contexts are padded to `context_length`, and the sampling noise
-    is drawn eagerly, in the order and shapes the eager step draws it.
+    The contexts of all environments run as one batch, padded at their end to the longest
+    (`act_on_padded_context`). With `compile` they are padded to `act_context` instead and the
+    step runs through torch.compile as one fixed-shape graph. The sampling noise is drawn first
+    either way, so compiled and eager steps take the same numbers from PyTorch's generator.
     """
 
     def __init__(
         self,
-        world_model: WorldModel,
-        actor_critic: ActorCritic,
+        models: Models,
+        settings: TrainConfig,
         num_envs: int,
-        num_actions: int,
-        *,
-        context_length: int,
-        device: torch.device,
-        dtype: torch.dtype,
         rng: np.random.Generator,
-        act_on_posterior: bool = False,
+        *,
+        dtype: torch.dtype,
         greedy: bool = False,
         compile: bool = False,
     ) -> None:
-        self.world_model = world_model
-        self.actor_critic = actor_critic
-        self.num_actions = num_actions
-        self.device = device
-        self.dtype = dtype
-        self.rng = rng
-        self.act_on_posterior = act_on_posterior
-        self.greedy = greedy
-        self.frames: list[deque[np.ndarray]] = [
-            deque(maxlen=context_length) for _ in range(num_envs)
-        ]
-        self.actions: list[deque[int]] = [deque(maxlen=context_length) for _ in range(num_envs)]
-        self.context_length = context_length
-        self.compiled = (
-            CompiledFunction(act_on_padded_context, device, "the acting step") if compile else None
+        self.world_model, self.actor_critic = models.world_model, models.actor_critic
+        self.num_actions = self.world_model.num_actions
+        self.device = next(self.world_model.parameters()).device
+        self.dtype, self.rng, self.greedy = dtype, rng, greedy
+        self.act_on_posterior = settings.act_on_posterior
+        length = settings.act_context
+        self.frames: list[deque[np.ndarray]] = [deque(maxlen=length) for _ in range(num_envs)]
+        self.actions: list[deque[int]] = [deque(maxlen=length) for _ in range(num_envs)]
+        self.padded_length = length if compile else None  # the compiled step's one shape
+        self.function = (
+            CompiledFunction(act_on_padded_context, self.device, "the acting step")
+            if compile
+            else act_on_padded_context
         )
 
     def reset(self, env_index: int) -> None:
@@ -82,73 +81,51 @@ class Policy:
     def act(self, frames: np.ndarray, random: bool = False) -> np.ndarray:
         """frames (N, H, W, 3) uint8, the current observation of each env -> actions (N,)."""
         actions = self.rng.integers(0, self.num_actions, size=len(frames))
-        if not random:
-            # Envs whose contexts have the same length run as one batch.
-            groups: dict[int, list[int]] = defaultdict(list)
-            for index, context in enumerate(self.actions):
-                if context:
-                    groups[len(context)].append(index)
-            for indices in groups.values():
-                actions[indices] = self._act_batch(indices, frames[indices])
+        rows = [] if random else [index for index, context in enumerate(self.actions) if context]
+        if rows:
+            actions[rows] = self._act(rows, frames[rows])
         for index, action in enumerate(actions):
             self.frames[index].append(np.array(frames[index]))  # a copy: callers reuse buffers
             self.actions[index].append(int(action))
         return actions
 
-    def _act_batch(self, indices: list[int], current: np.ndarray) -> np.ndarray:
-        if self.compiled is not None:
-            return self._act_batch_compiled(indices, current)
-        context_frames = torch.from_numpy(np.stack([np.stack(self.frames[i]) for i in indices]))
-        context_actions = torch.tensor([list(self.actions[i]) for i in indices])
-        with autocast(self.device, self.dtype):
-            start = self.world_model.start_from_context(
-                context_frames.to(self.device), context_actions.to(self.device)
-            )
-            latent = start.latent
-            if self.act_on_posterior:
-                latent = self.world_model.encode(
-                    torch.from_numpy(current[:, None]).to(self.device)
-                )[:, 0]
-            state = torch.cat([latent, start.feature.float()], dim=-1)
-            return self.actor_critic.act(state, greedy=self.greedy).cpu().numpy()
-
-    def _act_batch_compiled(self, indices: list[int], current: np.ndarray) -> np.ndarray:
-        length = len(self.actions[indices[0]])  # a group's contexts all have this length
-        frames = np.zeros((len(indices), self.context_length, *current.shape[1:]), np.uint8)
-        actions = np.zeros((len(indices), self.context_length), np.int64)
-        for row, index in enumerate(indices):
+    def _act(self, rows: list[int], current: np.ndarray) -> np.ndarray:
+        lengths = [len(self.actions[index]) for index in rows]
+        longest = max(lengths)
+        padded = self.padded_length or longest
+        frames = np.zeros((len(rows), padded, *current.shape[1:]), np.uint8)
+        actions = np.zeros((len(rows), padded), np.int64)
+        for row, (index, length) in enumerate(zip(rows, lengths, strict=True)):
             frames[row, :length] = np.stack(self.frames[index])
-            actions[row, :length] = list(self.actions[index])
-        noise = self._acting_noise(len(indices), length)
-        with autocast(self.device, self.dtype):
-            (chosen,) = self.compiled(
-                self.world_model, self.actor_critic,
-                torch.from_numpy(frames).to(self.device),
-                torch.from_numpy(actions).to(self.device),
-                torch.full((len(indices),), length, device=self.device),
-                torch.from_numpy(np.ascontiguousarray(current)).to(self.device),
-                *noise, self.act_on_posterior, self.greedy,
-            )  # fmt: skip
+            actions[row, :length] = self.actions[index]
+        device = self.device
+        with autocast(device, self.dtype):
+            (chosen,) = self.function(
+                self.world_model,
+                self.actor_critic,
+                torch.from_numpy(frames).to(device),
+                torch.from_numpy(actions).to(device),
+                torch.tensor(lengths, device=device),
+                torch.from_numpy(np.ascontiguousarray(current)).to(device),
+                *self._noise(len(rows), longest, padded),
+                self.act_on_posterior,
+                self.greedy,
+            )
         return chosen.cpu().numpy()
 
-    def _acting_noise(self, batch: int, length: int) -> tuple[torch.Tensor, ...]:
-        """Uniform numbers for the samples of one acting step, drawn as the eager step draws
-        them (the context's posterior, the prior, the current frame's posterior, the action);
-        the context's noise is padded with 0.5 where the context is padding."""
+    def _noise(self, batch: int, longest: int, padded: int) -> tuple[torch.Tensor, ...]:
+        """Uniform numbers for the samples of one acting step, in the order the step uses them:
+        the contexts' posteriors (0.5 past the longest context), the prior, the current frame's
+        posterior (zeros unless acted on), the action (zeros when greedy)."""
         config, device = self.world_model.config, self.device
-        latent_shape = (batch, config.categoricals, config.classes)
-        posterior = torch.full((batch, self.context_length, *latent_shape[1:]), 0.5, device=device)
-        posterior[:, :length] = torch.rand(batch, length, *latent_shape[1:], device=device)
-        prior = torch.rand(latent_shape, device=device)
-        current = (
-            torch.rand(batch, 1, *latent_shape[1:], device=device)
-            if self.act_on_posterior
-            else torch.zeros(batch, 1, *latent_shape[1:], device=device)
-        )
-        action = (
-            torch.zeros(batch, self.num_actions, device=device)
-            if self.greedy
-            else torch.rand(batch, self.num_actions, device=device)
+        latent = (config.categoricals, config.classes)
+        posterior = torch.full((batch, padded, *latent), 0.5, device=device)
+        posterior[:, :longest] = torch.rand(batch, longest, *latent, device=device)
+        prior = torch.rand(batch, *latent, device=device)
+        acted_on = torch.rand if self.act_on_posterior else torch.zeros
+        current = acted_on(batch, 1, *latent, device=device)
+        action = (torch.zeros if self.greedy else torch.rand)(
+            batch, self.num_actions, device=device
         )
         return posterior, prior, current, action
 
@@ -181,5 +158,4 @@ def act_on_padded_context(
     latent = world_model.sample(world_model.prior_logits(feature), prior_noise)
     if act_on_posterior:
         latent = world_model.encode(current[:, None], current_noise)[:, 0]
-    state = torch.cat([latent, feature.float()], dim=-1)
-    return (actor_critic.act(state, greedy=greedy, uniform=action_noise),)
+    return (actor_critic.act(agent_state(latent, feature), action_noise, greedy),)

@@ -7,16 +7,19 @@ a `StormError` raised anywhere becomes a one-line message and exit status 2.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import signal
 import sys
 import threading
 
 from storm_wm import __version__
+from storm_wm.commands import bench, config, dream, info, play, report, sweep, train
+from storm_wm.commands import eval as evaluate
 from storm_wm.errors import StormError
 
-COMMANDS = ("train", "eval", "info", "config", "bench", "report", "dream", "play", "sweep")
+COMMANDS = (train, evaluate, info, config, bench, report, dream, play, sweep)
+"""In the order `storm-wm --help` lists them. Each imports its heavy modules (torch, gymnasium)
+only when it runs, so that `storm-wm --version` and `storm-wm config` start at once."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,14 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"storm-wm {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"storm_wm.commands.{name}")
-        except ModuleNotFoundError as error:
-            if error.name == f"storm_wm.commands.{name}":
-                continue  # command not present in this build
-            raise
-        module.add_parser(subparsers)
+    for command in COMMANDS:
+        command.add_parser(subparsers)
     return parser
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,15 +44,20 @@ def cpu_has_fast_bf16() -> bool:
         if forced not in ("native", "emulated"):
             raise StormError(f"${CPU_BF16_VARIABLE} must be native or emulated, got {forced!r}")
         return forced == "native"
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.exists():
-        return False
-    flags = set()
-    for line in cpuinfo.read_text().splitlines():
-        if line.startswith("flags"):
-            flags.update(line.split(":", 1)[1].split())
-            break
-    return bool({"amx_bf16", "avx512_bf16"} & flags)
+    return bool({"amx_bf16", "avx512_bf16"} & set(cpu_info("flags").split()))
+
+
+def cpu_info(field: str) -> str:
+    """The first CPU's `field` in /proc/cpuinfo (`model name`, `flags`); empty if not there."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    for line in lines:
+        name, _, value = line.partition(":")
+        if name.strip() == field:
+            return value.strip()
+    return ""
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,16 @@ def choose_precision(name: str, device: torch.device) -> Precision:
             )
         return Precision(torch.float32, "auto: fp32 on CPUs (this one emulates bf16)")
     return Precision(torch.float32, f"auto: fp32 on {device.type}")
+
+
+def warn_about_precision(name: str, device: torch.device) -> None:
+    """bf16 on a CPU that emulates it runs far slower than fp32: say so (the user may insist)."""
+    if name == "bf16" and device.type == "cpu" and not cpu_has_fast_bf16():
+        print(
+            "storm-wm: warning: this CPU emulates bf16 (no AMX or AVX512-BF16): its bf16 matrix "
+            "products run many times slower than fp32; --precision auto picks fp32 here",
+            file=sys.stderr,
+        )
 
 
 def resolve_precision(name: str, device: torch.device) -> torch.dtype:
@@ -143,3 +160,33 @@ def compile_mode(device: torch.device) -> str | None:
     overhead dominates the small per-step kernels of imagination and acting; the default
     elsewhere."""
     return "reduce-overhead" if device.type == "cuda" else None
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(enabled: bool) -> Iterator[None]:
+    """`--deterministic`: only deterministic kernels in the block (and back to what they were
+    after), so the same run gives the same weights.
+
+    With it (and the RNG states a checkpoint carries), a run interrupted and resumed on the CPU
+    ends with exactly the weights of the same run left alone. On CUDA it also needs cuBLAS's fixed
+    workspace, set here before the first cuBLAS call; some kernels get slower, and an operation
+    with no deterministic CUDA kernel warns instead of stopping a run hours in (`warn_only`).
+    """
+    if not enabled:
+        yield
+        return
+    previous = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+    )
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = previous[2:]

@@ -60,13 +60,17 @@ def _open_loop_chunk(
     """Per window and k (B, K): frame MSE, MSE of repeating the last context frame, predicted
     rewards and predicted end flags. Frames are compared chunk by chunk: 256 windows of 15
     decoded 64 x 64 frames would be 190 MB of floats at once."""
-    start = world_model.start_from_context(frames[:, :context], actions[:, :context])
-    latent, feature, cache = start.latent, start.feature, start.cache
+    batch = len(frames)
+    latent, feature, cache = world_model.start_from_context(
+        frames[:, :context],
+        actions[:, :context],
+        world_model.latent_noise(batch, context),
+        world_model.latent_noise(batch),
+    )
     latents, features = [latent], [feature]
     for k in range(1, horizon):
-        action = actions[:, context + k - 1, None]  # a_{C+k-1}, taken on the imagined frame
-        feature = world_model.transformer.step(latent[:, None], action, cache)[:, 0]
-        latent = world_model.sample(world_model.prior_logits(feature))
+        action = actions[:, context + k - 1]  # a_{C+k-1}, taken on the imagined frame
+        feature, latent = world_model.step(latent, action, cache, world_model.latent_noise(batch))
         latents.append(latent)
         features.append(feature)
     predicted = world_model.decode(torch.stack(latents, dim=1)).float().clamp(0.0, 1.0)
@@ -113,8 +117,11 @@ def open_loop_errors(
     max_length = world_model.transformer.config.max_length
     measured, skipped = fitting_horizons(tuple(horizons), context, length, max_length)
     result: dict[str, Any] = {
-        "context": context, "windows": batch, "horizons": [], "skipped_horizons": skipped,
-    }  # fmt: skip
+        "context": context,
+        "windows": batch,
+        "horizons": [],
+        "skipped_horizons": skipped,
+    }
     if not measured or batch == 0:
         return result
     horizon = max(measured)
@@ -144,26 +151,31 @@ def open_loop_errors(
         index = k - 1
         frame_rows, step_rows = frame_usable[:, index], step_usable[:, index]
         ends = real_ends[:, index] & step_rows
-        result["horizons"].append({
-            "k": k,
-            "frame_windows": int(frame_rows.sum()),
-            "frame_mse": _mean(frame_errors[frame_rows, index]),
-            "frame_mse_repeat_last": _mean(copy_errors[frame_rows, index]),
-            "step_windows": int(step_rows.sum()),
-            "reward_abs_error": _mean(reward_errors[step_rows, index]),
-            "termination_accuracy": _mean(correct_ends[step_rows, index]),
-            "terminations": int(ends.sum()),
-            "termination_recall": _mean(predicted_ends[ends, index]),
-        })  # fmt: skip
+        result["horizons"].append(
+            {
+                "k": k,
+                "frame_windows": int(frame_rows.sum()),
+                "frame_mse": _mean(frame_errors[frame_rows, index]),
+                "frame_mse_repeat_last": _mean(copy_errors[frame_rows, index]),
+                "step_windows": int(step_rows.sum()),
+                "reward_abs_error": _mean(reward_errors[step_rows, index]),
+                "termination_accuracy": _mean(correct_ends[step_rows, index]),
+                "terminations": int(ends.sum()),
+                "termination_recall": _mean(predicted_ends[ends, index]),
+            }
+        )
     return result
 
 
 def open_loop_metrics(result: dict[str, Any], prefix: str = "open_loop") -> dict[str, float]:
     """Flattens `open_loop_errors`' result into logged scalars such as open_loop/frame_mse_k5."""
     names = (
-        "frame_mse", "frame_mse_repeat_last", "reward_abs_error", "termination_accuracy",
+        "frame_mse",
+        "frame_mse_repeat_last",
+        "reward_abs_error",
+        "termination_accuracy",
         "termination_recall",
-    )  # fmt: skip
+    )
     metrics = {}
     for record in result["horizons"]:
         for name in names:

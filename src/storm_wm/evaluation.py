@@ -4,17 +4,9 @@ Besides the returns, the episodes it plays serve as held-out data for the world 
 were never in the training replay, so windows cut from them measure how well the model
 predicts open loop on data it has not fitted (`storm_wm.diagnostics`).
 
-Two bookkeepings (`--bookkeeping`, default `train.eval_bookkeeping`):
-
-- `whole` (ours): the requested episodes are started with fixed seeds and every one is played
-  to its end, every reward counted. Which episodes are kept does not depend on their length,
-  so the mean is unbiased.
-- `released` (the authors' eval script): 5 environments play on and the first episodes to
-  finish are kept; an episode's final reward is added to the sum of that environment's *next*
-  episode. Each environment's first episode loses its final reward and every later one gains
-  its predecessor's; short episodes are over-represented. On a perfect Pong agent (21-0, every
-  episode equally long) the first 5 of 20 kept episodes read 20 and the other 15 read 21:
-  mean 20.75 instead of 21.
+Two bookkeepings (`--bookkeeping`, default `train.eval_bookkeeping`): `whole`, every episode
+played to its end (an unbiased mean), and `released`, the authors' eval script
+(docs/algorithm.md#7-evaluation-protocol).
 """
 
 from __future__ import annotations
@@ -25,7 +17,7 @@ from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import gymnasium
 import numpy as np
@@ -34,17 +26,14 @@ import torch
 from storm_wm.acting import Policy
 from storm_wm.analysis.scores import human_normalized
 from storm_wm.atomic import write_text_atomically
-from storm_wm.config import Config
-from storm_wm.device import autocast, resolve_device, resolve_precision
+from storm_wm.config import Bookkeeping, Config, Protocol
+from storm_wm.device import autocast
 from storm_wm.diagnostics import HORIZONS, WindowReservoir, open_loop_errors
 from storm_wm.envs import make_env, resolve_game
 from storm_wm.envs.catalog import GameSpec
 from storm_wm.errors import StormError
-from storm_wm.persistence.checkpoint import load_intact_checkpoint
-from storm_wm.training.trainer import Models, build_models
-from storm_wm.writable import check_writable
+from storm_wm.persistence.agent import TrainedAgent
 
-BOOKKEEPINGS = ("whole", "released")
 RELEASED_ENVS = 5
 """Parallel environments of the authors' eval script."""
 MAX_DEFAULT_ENVS = 16
@@ -55,28 +44,6 @@ BENCHMARK_EPISODE_FRAMES = 108_000
 EVAL_SEED_TAG = int.from_bytes(b"eval", "big")
 """Mixed with the run's seed, so that evaluation seeds differ from training seeds and between
 runs, while each run's evaluation is reproducible."""
-
-
-def load_models(
-    run_dir: Path, step: int | None = None, device: str = "auto"
-) -> tuple[Config, Models, dict]:
-    """The run's config and its models restored from a checkpoint, checked against each other."""
-    config = Config.load(run_dir / "config.json")
-    path, state = load_intact_checkpoint(run_dir, step)  # past damaged ones, with a warning
-    spec = resolve_game(config.env.game)
-    if state.get("game") != spec.name:
-        raise StormError(
-            f"{path} was trained on {state.get('game')}, but the run's config says {spec.name}"
-        )
-    models = build_models(config, int(state["num_actions"]), resolve_device(device))
-    try:
-        models.world_model.load_state_dict(state["world_model"])
-        models.actor_critic.load_state_dict(state["actor_critic"])
-    except RuntimeError as error:
-        raise StormError(
-            f"{path} does not match the run's architecture: {str(error).splitlines()[1].strip()}"
-        ) from None
-    return config, models, {"path": path, **state}
 
 
 @dataclass
@@ -111,7 +78,7 @@ def play_pool(
     episodes: int,
     seed_of: Callable[[int], int],
     *,
-    bookkeeping: str = "whole",
+    bookkeeping: Bookkeeping = "whole",
     reservoir: WindowReservoir | None = None,
     finished: Episodes | None = None,
     on_episode: Callable[[Episodes], None] | None = None,
@@ -129,8 +96,9 @@ def play_pool(
     Ctrl-C still has them. Every step also goes to `reservoir`, with the replay's end flag
     (episode end or life lost), which is what the world model learned.
     """
-    if bookkeeping not in BOOKKEEPINGS:
-        raise StormError(f"bookkeeping must be one of {', '.join(BOOKKEEPINGS)}: {bookkeeping!r}")
+    if bookkeeping not in get_args(Bookkeeping):
+        allowed = ", ".join(get_args(Bookkeeping))
+        raise StormError(f"bookkeeping must be one of {allowed}: {bookkeeping!r}")
     finished = Episodes() if finished is None else finished
     released = bookkeeping == "released"
     count = len(envs)
@@ -167,8 +135,11 @@ def play_pool(
                 reservoir.end_episode(index)
             # released: the sum is recorded before the final reward is added, and the sum is
             # then reset to zero and the final reward added to it (their env loop's order).
-            finished.add(float(totals[index] + (0.0 if released else reward)),
-                         int(lengths[index]), int(seeds[index]))  # fmt: skip
+            finished.add(
+                float(totals[index] + (0.0 if released else reward)),
+                int(lengths[index]),
+                int(seeds[index]),
+            )
             if on_episode is not None:
                 on_episode(finished)
             if len(finished) >= episodes:
@@ -185,18 +156,6 @@ def play_pool(
                 running[index] = False
         frames = next_frames
     return finished
-
-
-def play_episodes(
-    envs: list[gymnasium.Env],
-    policy: Policy,
-    seed: int,
-    reservoir: WindowReservoir | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """One whole episode in each env at once (env i reset with seed + i): (returns, lengths)."""
-    played = play_pool(envs, policy, len(envs), lambda k: seed + k, reservoir=reservoir)
-    order = np.argsort(np.asarray(played.seeds), kind="stable")
-    return np.asarray(played.returns)[order], np.asarray(played.lengths)[order]
 
 
 def comparability(spec: GameSpec, config: Config) -> tuple[bool, str | None]:
@@ -246,22 +205,20 @@ def _write(path: Path, result: dict[str, Any]) -> None:
 
 
 def evaluate(
-    run_dir: Path,
+    agent: TrainedAgent,
     episodes: int | None = None,
     *,
-    protocol: str | None = None,
+    protocol: Protocol | None = None,
     greedy: bool = False,
-    step: int | None = None,
-    device: str = "auto",
     seed: int | None = None,
     diagnostic_windows: int = 256,
     envs: int | None = None,
-    bookkeeping: str | None = None,
+    bookkeeping: Bookkeeping | None = None,
     out: Path | None = None,
     on_episode: Callable[[Episodes], None] | None = None,
 ) -> dict[str, Any]:
-    """Plays `episodes` episodes (default: the run's train.eval_episodes) and writes `out`
-    (default RUN_DIR/eval.json).
+    """Plays `episodes` episodes (default: the run's train.eval_episodes) with a loaded agent and
+    writes `out` (default RUN_DIR/eval.json).
 
     Episode seeds come from the run's seed (`evaluation_seeds`); `seed` makes them seed,
     seed + 1, ... instead. At most `envs` environments play at once (default: 5 for the
@@ -276,12 +233,11 @@ def evaluate(
         raise StormError(f"--envs must be positive, got {envs}")
     if diagnostic_windows < 0:
         raise StormError(f"--diagnostic-windows must be 0 or more, got {diagnostic_windows}")
-    if bookkeeping is not None and bookkeeping not in BOOKKEEPINGS:
-        raise StormError(f"--bookkeeping must be one of {', '.join(BOOKKEEPINGS)}")
+    if bookkeeping is not None and bookkeeping not in get_args(Bookkeeping):
+        raise StormError(f"--bookkeeping must be one of {', '.join(get_args(Bookkeeping))}")
+    config, checkpoint, run_dir = agent.config, agent.checkpoint, agent.run_dir
     out = Path(out) if out is not None else run_dir / "eval.json"
-    check_writable(out)  # before minutes of play, not after
     started = time.perf_counter()
-    config, models, checkpoint = load_models(run_dir, step, device)
     episodes = episodes or config.train.eval_episodes
     bookkeeping = bookkeeping or config.train.eval_bookkeeping
     if envs is None:
@@ -290,33 +246,31 @@ def evaluate(
         envs = min(envs, episodes)
     protocol = protocol or config.env.protocol
     spec = resolve_game(config.env.game)
-    device_ = next(models.world_model.parameters()).device
-    dtype = resolve_precision(config.precision, device_)
     seed_of = evaluation_seeds(config.seed, seed)
     policy_seed = seed
     if policy_seed is None:  # the sampled actions' stream, apart from the episodes' seeds
         policy_seed = int(np.random.SeedSequence([config.seed, EVAL_SEED_TAG]).generate_state(1)[0])
     torch.manual_seed(policy_seed)
-    environments = [
-        make_env(spec, protocol=protocol, image_size=config.env.image_size,
-                 max_episode_frames=config.env.max_episode_frames,
-                 life_loss=config.env.life_loss)
-        for _ in range(envs)
-    ]  # fmt: skip
-    num_actions = int(environments[0].action_space.n)
+    environments = [make_env(config.env, protocol=protocol) for _ in range(envs)]
+    models = agent.models_for(environments[0])
     policy = Policy(
-        models.world_model, models.actor_critic, envs, num_actions,
-        context_length=config.train.act_context, device=device_, dtype=dtype,
-        rng=np.random.default_rng(policy_seed), act_on_posterior=config.train.act_on_posterior,
+        models,
+        config.train,
+        envs,
+        np.random.default_rng(policy_seed),
+        dtype=agent.dtype,
         greedy=greedy,
-    )  # fmt: skip
+    )
     context = config.agent.context_length
     reservoir = None
     if diagnostic_windows:
         reservoir = WindowReservoir(
-            diagnostic_windows, context + max(HORIZONS), context, envs,
+            diagnostic_windows,
+            context + max(HORIZONS),
+            context,
+            envs,
             np.random.default_rng([policy_seed, 1]),
-        )  # fmt: skip
+        )
     comparable, reason = comparability(spec, config)
 
     def result(played: Episodes, quality: dict | None, partial: bool) -> dict[str, Any]:
@@ -356,10 +310,16 @@ def evaluate(
     played = Episodes()
     try:
         play_pool(
-            environments, policy, episodes, seed_of, bookkeeping=bookkeeping,
-            reservoir=reservoir, finished=played, on_episode=on_episode,
+            environments,
+            policy,
+            episodes,
+            seed_of,
+            bookkeeping=bookkeeping,
+            reservoir=reservoir,
+            finished=played,
+            on_episode=on_episode,
             clear_context=config.train.clear_context_on_episode_end,
-        )  # fmt: skip
+        )
     except KeyboardInterrupt:
         path = None
         if len(played):
@@ -372,7 +332,7 @@ def evaluate(
     quality = None
     if reservoir is not None and reservoir.windows:
         try:
-            with autocast(device_, dtype):
+            with autocast(agent.device, agent.dtype):
                 quality = open_loop_errors(
                     models.world_model, **reservoir.tensors(), context=context
                 )

@@ -18,7 +18,11 @@ class Batch:
     terminations: torch.Tensor
 
     def to(self, device: torch.device) -> Batch:
-        return Batch(*(tensor.to(device, non_blocking=True) for tensor in self.__dict__.values()))
+        return Batch(*(getattr(self, name).to(device, non_blocking=True) for name in FIELDS))
+
+
+FIELDS = ("frames", "actions", "rewards", "terminations")
+"""What each step holds, in this order: the fields of `Batch`, the arrays of `ReplayBuffer`."""
 
 
 class ReplayBuffer:
@@ -104,10 +108,8 @@ class ReplayBuffer:
             )
             count = self.capacity
         indices = (self.next_index + np.arange(count)) % self.capacity
-        self.frames[indices] = frames
-        self.actions[indices] = actions
-        self.rewards[indices] = rewards
-        self.terminations[indices] = terminations
+        for name, array in zip(FIELDS, (frames, actions, rewards, terminations), strict=True):
+            getattr(self, name)[indices] = array
         if self.mirror is not None:
             self._mirror_range(self.next_index, count)
         self.next_index = (self.next_index + count) % self.capacity
@@ -125,9 +127,9 @@ class ReplayBuffer:
         for start, stop in ((first, end), (0, first + count - end)):
             for chunk in range(start, stop, _MIRROR_CHUNK):
                 piece = slice(chunk, min(chunk + _MIRROR_CHUNK, stop))
-                for name, target in self.mirror.__dict__.items():
+                for name in FIELDS:
                     source = _host_tensor(getattr(self, name)[piece])
-                    target[piece].copy_(source, non_blocking=True)
+                    getattr(self.mirror, name)[piece].copy_(source, non_blocking=True)
 
     def steps(self, start: int, stop: int) -> dict[str, np.ndarray]:
         """Copies of the steps with global indices start..stop-1, which must still be held."""
@@ -138,12 +140,7 @@ class ReplayBuffer:
                 f"{self.total_added})"
             )
         indices = (self.next_index - (self.total_added - np.arange(start, stop))) % self.capacity
-        return {
-            "frames": self.frames[indices],
-            "actions": self.actions[indices],
-            "rewards": self.rewards[indices],
-            "terminations": self.terminations[indices],
-        }
+        return {name: getattr(self, name)[indices] for name in FIELDS}
 
     def sample(self, batch_size: int, length: int, generator: np.random.Generator) -> Batch:
         """`batch_size` windows of `length` consecutive steps, start positions uniform."""
@@ -156,14 +153,9 @@ class ReplayBuffer:
             starts_on_device = _host_tensor(starts).to(self.mirror.frames.device, non_blocking=True)
             offsets = torch.arange(length, device=starts_on_device.device)
             indices_on_device = (oldest + starts_on_device[:, None] + offsets) % self.capacity
-            return Batch(*(array[indices_on_device] for array in self.mirror.__dict__.values()))
+            return Batch(*(getattr(self.mirror, name)[indices_on_device] for name in FIELDS))
         indices = (oldest + starts[:, None] + np.arange(length)[None, :]) % self.capacity
-        return Batch(
-            frames=torch.from_numpy(self.frames[indices]),
-            actions=torch.from_numpy(self.actions[indices]),
-            rewards=torch.from_numpy(self.rewards[indices]),
-            terminations=torch.from_numpy(self.terminations[indices]),
-        )
+        return Batch(*(torch.from_numpy(getattr(self, name)[indices]) for name in FIELDS))
 
 
 _MIRROR_CHUNK = 4096

@@ -56,18 +56,31 @@ from storm_wm.atomic import write_text_atomically
 GAMES = ("Pong", "Breakout", "Boxing", "MsPacman")
 STAGES = ("tests", "bench", "training")
 OUTPUT_FILES = (
-    "summary.json", "table.txt", "tests.log", "bench.json", "bench.log", "profile.txt",
+    "summary.json",
+    "table.txt",
+    "tests.log",
+    "bench.json",
+    "bench.log",
+    "profile.txt",
     "training.log",
-)  # fmt: skip
+)
 GOOD = ("passed", "ok", "partial", "skipped", "no tests marked cuda")
 """Stage statuses that do not fail the check."""
 
 # The dry run's schedule; its networks are the tiny preset's (a training step takes
 # milliseconds on a CPU).
 DRY_RUN_SCHEDULE = (
-    "--train.warmup_steps", "40", "--train.log_every", "20", "--train.checkpoint_every", "100",
-    "--train.diagnostics_every", "0", "--train.video_every", "0",
-)  # fmt: skip
+    "--train.warmup_steps",
+    "40",
+    "--train.log_every",
+    "20",
+    "--train.checkpoint_every",
+    "100",
+    "--train.diagnostics_every",
+    "0",
+    "--train.video_every",
+    "0",
+)
 
 
 @dataclass(frozen=True)
@@ -92,21 +105,36 @@ class Plan:
     """Kept to the end for writing the summary and the table."""
 
 
-# fmt: off
 GPU_PLAN = Plan(
     budget=530,  # one command may run 600 s: this leaves the install, the start and the writes
     bench_arguments=(
-        "--device", "cuda", "--repeats", "3", "--warmup", "2",
-        "--profile", "--profile-steps", "3",
+        "--device",
+        "cuda",
+        "--repeats",
+        "3",
+        "--warmup",
+        "2",
+        "--profile",
+        "--profile-steps",
+        "3",
         # 100 timed steps after 25 (the compile and CUDA-graph recording happen at the first
         # updates), records every 25 steps; the paper's checkpoint cadence, so that the window
         # times the steady state (checkpoints cost 0.8 % of a run, docs/resume.md).
-        "--loop-steps", "100", "--loop-warmup", "25", "--loop-checkpoint-every", "2500",
+        "--loop-steps",
+        "100",
+        "--loop-warmup",
+        "25",
+        "--loop-checkpoint-every",
+        "2500",
         # Four runs, the goal's figure, before two.
-        "--concurrent", "1,4,2",
+        "--concurrent",
+        "1,4,2",
         # Fewer random steps, so the loop's timed window comes sooner; the phases depend on
         # neither.
-        "--train.warmup_steps", "256", "--train.log_every", "25",
+        "--train.warmup_steps",
+        "256",
+        "--train.log_every",
+        "25",
     ),
     # Metrics every 50 steps instead of 250: a minute or two then give several records to time.
     train_arguments=("--preset", "atari100k", "--device", "cuda", "--train.log_every", "50"),
@@ -119,14 +147,38 @@ GPU_PLAN = Plan(
 DRY_RUN_PLAN = Plan(
     budget=400,
     bench_arguments=(
-        "--device", "cpu", "--preset", "toy+tiny", *DRY_RUN_SCHEDULE,
-        "--repeats", "1", "--warmup", "0", "--threads", "1", "--profile", "--profile-steps", "2",
-        "--loop-steps", "40", "--loop-warmup", "0", "--loop-variants", "eager,compiled",
-        "--concurrent", "1,2",
+        "--device",
+        "cpu",
+        "--preset",
+        "toy+tiny",
+        *DRY_RUN_SCHEDULE,
+        "--repeats",
+        "1",
+        "--warmup",
+        "0",
+        "--threads",
+        "1",
+        "--profile",
+        "--profile-steps",
+        "2",
+        "--loop-steps",
+        "40",
+        "--loop-warmup",
+        "0",
+        "--loop-variants",
+        "eager,compiled",
+        "--concurrent",
+        "1,2",
     ),
     # Longer than the stage lasts, so that the runs are stopped by SIGINT as on the GPU.
     train_arguments=(
-        "--preset", "debug+tiny", *DRY_RUN_SCHEDULE, "--train.steps", "100000", "--device", "cpu",
+        "--preset",
+        "debug+tiny",
+        *DRY_RUN_SCHEDULE,
+        "--train.steps",
+        "100000",
+        "--device",
+        "cpu",
     ),
     tests_share=0.3,
     bench_least_share=0.4,
@@ -137,7 +189,6 @@ DRY_RUN_PLAN = Plan(
     # variant falls back to eager at once, which rehearses how a fallback is recorded.
     bench_environment={"CXX": "/nonexistent/storm-wm-dry-run-c++"},
 )
-# fmt: on
 
 
 def stage_limit(plan: Plan, stage: str, selected: list[str], budget: float, left: float) -> float:
@@ -179,8 +230,10 @@ def _device_name(dry_run: bool) -> str:
     try:
         names = subprocess.run(
             ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=20,
-        ).stdout.split("\n")  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=20,
+        ).stdout.split("\n")
     except (OSError, subprocess.SubprocessError):
         return "cuda"
     return names[0].strip() or "cuda"
@@ -266,9 +319,14 @@ def run_check(
 
 
 def _run_stage(
-    name: str, plan: Plan, out: Path, limit: float, budget: float,
-    bench_extra: tuple[str, ...], root: Path,
-) -> dict[str, Any]:  # fmt: skip
+    name: str,
+    plan: Plan,
+    out: Path,
+    limit: float,
+    budget: float,
+    bench_extra: tuple[str, ...],
+    root: Path,
+) -> dict[str, Any]:
     if name == "tests":
         return run_tests(root, out, limit)
     if name == "bench":
@@ -305,14 +363,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="toy scale, on the CPU")
     parser.add_argument("--budget", type=float, default=None, help="seconds for all stages")
     parser.add_argument(
-        "--stages", default=",".join(STAGES),
+        "--stages",
+        default=",".join(STAGES),
         help="the stages to run, in their fixed order (default: tests,bench,training)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--bench-extra", default="", metavar="ARGS",
-        help='more `storm-wm bench` options, after the plan\'s (later ones win), e.g. '
+        "--bench-extra",
+        default="",
+        metavar="ARGS",
+        help="more `storm-wm bench` options, after the plan's (later ones win), e.g. "
         '"--loop-variants compiled --concurrent 4"',
-    )  # fmt: skip
+    )
     args = parser.parse_args(argv)
     stages = [word.strip() for word in args.stages.split(",") if word.strip()]
     unknown = [name for name in stages if name not in STAGES]
@@ -320,9 +381,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--stages {args.stages}: choose from {', '.join(STAGES)}")
     plan = DRY_RUN_PLAN if args.dry_run else GPU_PLAN
     summary = run_check(
-        plan, args.outdir, dry_run=args.dry_run, budget=args.budget, stages=stages,
+        plan,
+        args.outdir,
+        dry_run=args.dry_run,
+        budget=args.budget,
+        stages=stages,
         bench_extra=tuple(shlex.split(args.bench_extra)),
-    )  # fmt: skip
+    )
     print(format_table(summary), flush=True)
     return exit_status(summary)
 

@@ -7,7 +7,6 @@ with them; one stopped before any is `timed out` or `interrupted`.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import re
@@ -20,7 +19,9 @@ from typing import Any
 
 from storm_wm.benchmark.end_to_end import shared_cpu_environment
 from storm_wm.benchmark.profile import format_profile
-from storm_wm.benchmark.run_metrics import episode_returns, read_records, window_rate
+from storm_wm.benchmark.run_metrics import episode_returns, window_rate
+from storm_wm.launch import die_with_parent, last_line, storm_wm_argv
+from storm_wm.logs.records import records
 
 STOP_SECONDS = 5.0
 """The most that stopping a stage's processes takes: SIGTERM to every group at once, a wait,
@@ -32,20 +33,18 @@ class Interrupted(Exception):
     keeps what they measured, and the check writes it out."""
 
 
-def _die_with_parent() -> None:
-    """In a child, before it runs: SIGTERM when the check dies, even by SIGKILL, so that no
-    stage outlives it holding the GPU (each stage runs in its own session, out of reach of the
-    signals sent to the check's group). Linux only; elsewhere a no-op."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
-
-
 def start(command: list[str], log, environment: dict[str, str] | None = None) -> subprocess.Popen:
-    """`command` in its own session (its children in its process group), output to `log`."""
+    """`command` in its own session (its children in its process group, out of reach of the
+    signals sent to the check's group), output to `log`; it gets SIGTERM if the check dies, so
+    that no stage outlives it holding the GPU."""
     return subprocess.Popen(
-        command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env=environment, preexec_fn=_die_with_parent,
-    )  # fmt: skip
+        command,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=environment,
+        preexec_fn=die_with_parent,
+    )
 
 
 def _wait_all(processes: list[subprocess.Popen], seconds: float) -> None:
@@ -119,11 +118,6 @@ def _stopped_status(stage: dict[str, Any], has_figures: bool) -> str:
     return "interrupted" if stage["interrupted"] else "timed out"
 
 
-def _last_line(path: Path) -> str:
-    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
-    return lines[-1][:300] if lines else ""
-
-
 def cuda_test_files(root: Path) -> list[str]:
     return sorted(
         str(path.relative_to(root))
@@ -149,8 +143,7 @@ def run_tests(root: Path, out: Path, limit: float) -> dict[str, Any]:
     if not files:
         log_path.write_text("no test file carries the cuda marker\n")
         return {"status": "no tests marked cuda", "files": [], "counts": {}, "outcomes": {}}
-    command = [sys.executable, "-m", "pytest", "-v", "-m", "cuda", "-p", "no:cacheprovider",
-               *files]  # fmt: skip
+    command = [sys.executable, "-m", "pytest", "-v", "-m", "cuda", "-p", "no:cacheprovider", *files]
     stage = run_stage(command, log_path, limit)
     outcomes = read_test_outcomes(log_path.read_text(errors="replace"))
     counts: dict[str, int] = {}
@@ -163,21 +156,28 @@ def run_tests(root: Path, out: Path, limit: float) -> dict[str, Any]:
     failed = [test for test, outcome in outcomes.items() if outcome in ("failed", "error")]
     if failed:
         status = "failed"
-    error = {} if status in ("passed", "partial") else {"error": _last_line(log_path)}
+    error = {} if status in ("passed", "partial") else {"error": last_line(log_path)}
     return {
-        "status": status, "files": files, "counts": counts, "outcomes": outcomes, **stage,
+        "status": status,
+        "files": files,
+        "counts": counts,
+        "outcomes": outcomes,
+        **stage,
         **error,
-    }  # fmt: skip
+    }
 
 
 def bench_figures(figures: dict[str, Any]) -> dict[str, Any]:
     """The figures of bench.json the summary and the table show (the file holds every one)."""
     loop = figures.get("end_to_end") or {}
     phases = {
-        name: {key: phase[key] for key in ("seconds", "tflop", "tflops", "fraction_of_peak",
-                                           "floor_seconds") if key in phase}
+        name: {
+            key: phase[key]
+            for key in ("seconds", "tflop", "tflops", "fraction_of_peak", "floor_seconds")
+            if key in phase
+        }
         for name, phase in figures["phases"].items()
-    }  # fmt: skip
+    }
     profile = figures.get("profile")
     return {
         "device_name": figures["device_name"],
@@ -194,18 +194,28 @@ def bench_figures(figures: dict[str, Any]) -> dict[str, Any]:
         "train_every": figures["train_every"],
         "phases": phases,
         # The profile's scalars per phase; its top kernels and gaps are in profile.txt.
-        "profile": profile if profile is None or "error" in profile else {
-            name: {key: value for key, value in phase.items()
-                   if not isinstance(value, list | dict)}
+        "profile": profile
+        if profile is None or "error" in profile
+        else {
+            name: {key: value for key, value in phase.items() if not isinstance(value, list | dict)}
             for name, phase in [*profile["phases"].items(), ("step", profile["step"])]
         },
         "loop": {
             name: {
                 key: run[key]
-                for key in ("steps_per_second", "updates_per_second", "peak_memory_bytes",
-                            "hours_per_100k_steps", "checkpoints_in_window", "steps",
-                            "stopped_by", "compile", "compiled", "compile_fallbacks",
-                            "compile_records")
+                for key in (
+                    "steps_per_second",
+                    "updates_per_second",
+                    "peak_memory_bytes",
+                    "hours_per_100k_steps",
+                    "checkpoints_in_window",
+                    "steps",
+                    "stopped_by",
+                    "compile",
+                    "compiled",
+                    "compile_fallbacks",
+                    "compile_records",
+                )
                 if key in run
             }
             for name, run in loop.get("variants", {}).items()
@@ -218,7 +228,7 @@ def bench_figures(figures: dict[str, Any]) -> dict[str, Any]:
             }
             for count, entry in loop.get("concurrent", {}).items()
         },
-    }  # fmt: skip
+    }
 
 
 def run_bench(
@@ -231,8 +241,7 @@ def run_bench(
     after some (the bench rewrites its JSON after each measurement); the profile as text in
     profile.txt."""
     json_path = out / "bench.json"
-    command = [sys.executable, "-m", "storm_wm.cli", "bench", *bench_arguments, "--json",
-               str(json_path)]  # fmt: skip
+    command = storm_wm_argv("bench", *bench_arguments, "--json", str(json_path))
     stage = run_stage(
         command, out / "bench.log", limit, environment={**os.environ, **(environment or {})}
     )
@@ -249,19 +258,19 @@ def run_bench(
         status = "partial" if missing else "ok"  # a measurement that failed and was skipped
     else:
         status = "failed"
-    error = {} if status == "ok" else {"error": _last_line(out / "bench.log")}
+    error = {} if status == "ok" else {"error": last_line(out / "bench.log")}
     if (figures.get("profile") or {}).get("error"):
         error = {"error": f"the profile failed: {figures['profile']['error']}"}
     return {"status": status, **stage, **error, "missing": missing, **figures}
 
 
 def _run_figures(run_dir: Path) -> dict[str, Any]:
-    records = read_records(run_dir / "metrics.jsonl")
-    rate = window_rate(records, from_step=0)
-    returns = episode_returns(records)
-    trained = [record for record in records if "train/updates" in record]
+    logged = records(run_dir / "metrics.jsonl")
+    rate = window_rate(logged, from_step=0)
+    returns = episode_returns(logged)
+    trained = [record for record in logged if "train/updates" in record]
     return {
-        "last_logged_step": max((record["step"] for record in records), default=0),
+        "last_logged_step": max((record["step"] for record in logged), default=0),
         "updates": int(trained[-1]["train/updates"]) if trained else 0,
         "env_steps_per_second": rate.steps_per_second if rate else None,
         # Since the process started training, the random warm-up steps included.
@@ -290,10 +299,14 @@ def run_training(
     for game in games:
         run_dir = work / game
         log = (work / f"{game}.log").open("w")
-        command = [sys.executable, "-m", "storm_wm.cli", "train", *train_arguments,
-                   "--env.game", game, "--run-dir", str(run_dir), "--no-progress"]  # fmt: skip
-        runs[game] = (start(command, log, shared_cpu_environment(len(games))), log, run_dir,
-                      command)  # fmt: skip
+        where = ("--env.game", game, "--run-dir", str(run_dir), "--no-progress")
+        command = storm_wm_argv("train", *train_arguments, *where)
+        runs[game] = (
+            start(command, log, shared_cpu_environment(len(games))),
+            log,
+            run_dir,
+            command,
+        )
     processes = [process for process, *_ in runs.values()]
     started = time.monotonic()
     interrupted = False
@@ -326,13 +339,18 @@ def run_training(
         too_early = stopped[game] and figures["env_steps_per_second"] is None
         games_figures[game] = {
             "returncode": code,
-            "status": "stopped with a checkpoint" if stopped_cleanly
-            else "finished" if code == 0 else "killed" if killed[game]
-            else "stopped before its loop began" if too_early else "failed",
+            "status": "stopped with a checkpoint"
+            if stopped_cleanly
+            else "finished"
+            if code == 0
+            else "killed"
+            if killed[game]
+            else "stopped before its loop began"
+            if too_early
+            else "failed",
             **figures,
-            **({} if stopped_cleanly or code == 0 or too_early
-               else {"error": _last_line(log_path)}),
-        }  # fmt: skip
+            **({} if stopped_cleanly or code == 0 or too_early else {"error": last_line(log_path)}),
+        }
     with (out / "training.log").open("w") as combined:
         for game, (*_, command) in runs.items():
             combined.write(f"==> {game}: {' '.join(command)}\n")

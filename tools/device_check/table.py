@@ -52,8 +52,11 @@ def format_table(summary: dict[str, Any]) -> str:
 def _tests_lines(tests: dict[str, Any]) -> list[str]:
     counts = ", ".join(f"{n} {word}" for word, n in tests.get("counts", {}).items())
     lines = [f"tests: {tests['status']}" + (f" ({counts})" if counts else "")]
-    bad = [name for name, outcome in tests.get("outcomes", {}).items()
-           if outcome in ("failed", "error")]  # fmt: skip
+    bad = [
+        name
+        for name, outcome in tests.get("outcomes", {}).items()
+        if outcome in ("failed", "error")
+    ]
     lines += [f"  {tests['outcomes'][name]}: {name}" for name in bad]
     if "error" in tests and not bad:
         lines.append(f"  {tests['error']}")
@@ -80,8 +83,9 @@ def _bench_lines(bench: dict[str, Any]) -> list[str]:
         f"{'x floor':>9}{'busy':>7}{'kernels':>9}{'launch':>8}{'syncs':>6}"
     )
     rows = [*bench["phases"].items()]
-    rows.insert(3, ("training step", {"seconds": bench["step_seconds"],
-                                      "tflop": bench["step_tflop"]}))  # fmt: skip
+    rows.insert(
+        3, ("training step", {"seconds": bench["step_seconds"], "tflop": bench["step_tflop"]})
+    )
     profiled = {"training step": "step", "act": "act_and_env"}
     for name, phase in rows:
         seconds, tflop = phase["seconds"], phase["tflop"]
@@ -136,9 +140,12 @@ def _loop_lines(bench: dict[str, Any]) -> list[str]:
         if run.get("compile"):
             fallbacks = run.get("compile_fallbacks") or []
             line += (
-                "; compiled" if run.get("compiled") else
-                "; NOT compiled: fell back to eager" if fallbacks else "; nothing compiled ran"
-            )  # fmt: skip
+                "; compiled"
+                if run.get("compiled")
+                else "; NOT compiled: fell back to eager"
+                if fallbacks
+                else "; nothing compiled ran"
+            )
             reasons: dict[str, list[str]] = {}
             for item in fallbacks:
                 reasons.setdefault(item["reason"][:REASON_LENGTH], []).append(item["function"])
@@ -152,11 +159,14 @@ def _loop_lines(bench: dict[str, Any]) -> list[str]:
             "  concurrent runs: "
             + ", ".join(
                 f"{count} -> {_number(entry['aggregate_steps_per_second'])} env steps/s in all"
-                + ("" if entry["speedup_over_one_run"] is None
-                   else f" ({entry['speedup_over_one_run']:.2f}x one run)")
+                + (
+                    ""
+                    if entry["speedup_over_one_run"] is None
+                    else f" ({entry['speedup_over_one_run']:.2f}x one run)"
+                )
                 for count, entry in concurrent.items()
             )
-        )  # fmt: skip
+        )
     rates = {name: run["steps_per_second"] for name, run in bench.get("loop", {}).items()}
     if rates:
         best_name = max(rates, key=rates.get)

@@ -1,4 +1,8 @@
-"""report.md: the report's tables and plots with the sentences needed to read them correctly."""
+"""report.md: the report's tables and plots with the sentences needed to read them correctly.
+
+Each section is a list of blocks (a heading, a paragraph, a table), and blocks are separated by
+one blank line; an empty block is left out, so a section with nothing to say adds nothing.
+"""
 
 from __future__ import annotations
 
@@ -44,179 +48,156 @@ def _interval(estimate: IntervalEstimate) -> str:
 def _table(header: Sequence[str], alignments: str, rows: Sequence[Sequence[str]]) -> str:
     """A Markdown table; `alignments` has one letter per column, l (left) or r (right)."""
     rule = ["---:" if alignment == "r" else "---" for alignment in alignments]
-    lines = [header, rule, *rows]
-    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
+    return "\n".join("| " + " | ".join(line) + " |" for line in [header, rule, *rows])
 
 
-def _inputs_section(report: Report) -> str:
-    lines = [f"# Atari 100k report: {report.primary.label}", "", "Inputs:"]
-    for method in (report.primary, *report.others):
-        runs = sum(len(scores) for scores in method.scores.values())
-        lines.append(
-            f"- **{method.label}**: {runs} runs on {len(method.scores)} games, {method.origin}."
-        )
-    excluded = [method for method in (report.primary, *report.others) if method.capped]
-    if excluded:
-        lines.append("")
-        for method in excluded:
-            games = game_order(set(method.capped))
-            reasons = "; ".join(sorted(set(method.capped.values())))
-            lines.append(
-                f"**{method.label} on {', '.join(games)} is not comparable with published "
-                f"scores** ({reasons}): no human-normalized score, left out of the aggregates "
-                "and plots (`--include-capped` puts it in)."
-            )
-    return "\n".join(lines)
+def _inputs(report: Report) -> list[str]:
+    methods = (report.primary, *report.others)
+    inputs = ["Inputs:"] + [
+        f"- **{method.label}**: {sum(map(len, method.scores.values()))} runs on "
+        f"{len(method.scores)} games, {method.origin}."
+        for method in methods
+    ]
+    excluded = [
+        f"**{method.label} on {', '.join(game_order(method.capped))} is not comparable with "
+        f"published scores** ({'; '.join(sorted(set(method.capped.values())))}): no "
+        "human-normalized score, left out of the aggregates and plots (`--include-capped` puts "
+        "it in)."
+        for method in methods
+        if method.capped
+    ]
+    return [f"# Atari 100k report: {report.primary.label}", "\n".join(inputs), "\n".join(excluded)]
 
 
-def _per_game_section(report: Report) -> str:
+def _per_game(report: Report) -> list[str]:
     primary = report.primary.label
-    header = ["game", f"{primary} mean", "95% CI (t)", "seeds", "HNS"]
-    header += [method.label for method in report.others]
     rows = []
-    for game in game_order(set(report.primary.scores)):
-        summary = report.summary(primary, game)
-        assert summary is not None
-        interval = (
-            "—" if summary.ci_low is None else f"[{_raw(summary.ci_low)}, {_raw(summary.ci_high)}]"
-        )
+    for summary in report.per_game:
+        if summary.method != primary:
+            continue
+        interval = f"[{_raw(summary.ci_low)}, {_raw(summary.ci_high)}]"
         row = [
-            game,
+            summary.game,
             _raw(summary.mean),
-            interval,
+            "—" if summary.ci_low is None else interval,
             str(summary.runs),
             _hns(summary.human_normalized),
         ]
         for method in report.others:
-            other = report.summary(method.label, game)
+            other = report.summary(method.label, summary.game)
             row.append(_raw(other.mean) if other else "—")
         rows.append(row)
-    text = [
+    header = ["game", f"{primary} mean", "95% CI (t)", "seeds", "HNS"]
+    header += [method.label for method in report.others]
+    blocks = [
         "## Per-game scores",
-        "",
         f"**{primary}**: mean over seeds of each run's final score, its 95 % Student-t interval "
         "over seeds (none with a single seed), the number of seeds, and the human-normalized "
         "score (HNS) of the mean, (score − random) / (human − random). The other columns give "
         "each method's published mean over its runs, in raw game score.",
-        "",
         _table(header, "lrrrr" + "r" * len(report.others), rows),
     ]
     if report.unnormalized_games:
-        text += [
-            "",
-            "No random and human scores exist for "
-            f"{', '.join(report.unnormalized_games)}: no HNS, and left out of the aggregates.",
-        ]
-    return "\n".join(text)
+        blocks.append(
+            f"No random and human scores exist for {', '.join(report.unnormalized_games)}: no "
+            "HNS, and left out of the aggregates."
+        )
+    return blocks
 
 
 def _aggregate_table(rows: Sequence[AggregateRow]) -> str:
-    header = ["method", "games", "runs per game", *METRIC_LABELS.values()]
     body = []
     for row in rows:
         fewest, most = row.runs_per_game
         runs = str(fewest) if fewest == most else f"{fewest}–{most}"
-        body.append(
-            [row.method, str(len(row.games)), runs]
-            + [_interval(row.estimates[metric]) for metric in METRIC_LABELS]
-        )
+        intervals = [_interval(row.estimates[metric]) for metric in METRIC_LABELS]
+        body.append([row.method, str(len(row.games)), runs, *intervals])
+    header = ["method", "games", "runs per game", *METRIC_LABELS.values()]
     return _table(header, "lrr" + "l" * len(METRIC_LABELS), body)
 
 
-def _aggregate_section(report: Report) -> str:
-    text = ["## Aggregate human-normalized scores", ""]
-    if not report.covered_games and report.primary.capped:
-        text.append(
-            f"{report.primary.label}'s games with published scores were played with capped "
-            "episodes (see above), so there are no human-normalized aggregates."
+def _aggregates(report: Report) -> list[str]:
+    blocks = ["## Aggregate human-normalized scores"]
+    primary, covered = report.primary.label, report.covered_games
+    if not covered:
+        reason = (
+            f"{primary}'s games with published scores were played with capped episodes (see above)"
+            if report.primary.capped
+            else f"None of {primary}'s games has random and human scores"
         )
-        return "\n".join(text)
-    if not report.covered_games:
-        text.append(
-            f"None of {report.primary.label}'s games has random and human scores, so there are "
-            "no human-normalized aggregates."
-        )
-        return "\n".join(text)
-    text += [
+        return [*blocks, f"{reason}, so there are no human-normalized aggregates."]
+    blocks.append(
         "Point estimates with 95 % stratified-bootstrap percentile intervals "
         f"({report.bootstrap_samples} resamples of the runs within each game, seed "
         f"{report.seed}). Mean and median: over games, of each game's mean over runs. IQM: the "
         "mean of the middle 50 % of all runs × games. Optimality gap: the mean of "
-        "max(0, 1 − HNS), lower is better.",
-        "",
-    ]
-    covered = report.covered_games
+        "max(0, 1 − HNS), lower is better."
+    )
     if len(covered) < len(ATARI_100K_GAMES):
-        text += [
-            f"**Over the {len(covered)} games {report.primary.label} covers "
-            f"({', '.join(covered)}), not all {len(ATARI_100K_GAMES)}.** Every row of this table "
-            "is restricted to those games (a method missing some of them is shown on the games "
-            "it has); figures over all games are listed apart below and are not comparable.",
-            "",
-        ]
-    text.append(_aggregate_table([row for row in report.aggregates if row.scope == SAME_GAMES]))
+        blocks.append(
+            f"**Over the {len(covered)} games {primary} covers ({', '.join(covered)}), not all "
+            f"{len(ATARI_100K_GAMES)}.** Every row of this table is restricted to those games (a "
+            "method missing some of them is shown on the games it has); figures over all games "
+            "are listed apart below and are not comparable."
+        )
+    blocks.append(_aggregate_table([row for row in report.aggregates if row.scope == SAME_GAMES]))
     everything = [row for row in report.aggregates if row.scope == ALL_GAMES]
     if everything:
-        text += ["", "### Other methods over all their games", "", _aggregate_table(everything)]
+        blocks += ["### Other methods over all their games", _aggregate_table(everything)]
     single = sorted({row.method for row in report.aggregates if row.runs_per_game[0] == 1})
     if single:
-        text += [
-            "",
+        blocks.append(
             f"{', '.join(single)}: a single run on some games, which the bootstrap cannot vary; "
             "the intervals leave out that run-to-run uncertainty (a zero-width interval means "
-            "one run on every game).",
-        ]
-    return "\n".join(text)
+            "one run on every game)."
+        )
+    return blocks
 
 
-def _improvement_section(report: Report) -> str:
+def _improvements(report: Report) -> list[str]:
     if not report.improvements:
-        return ""
+        return []
     primary = report.primary.label
     rows = [
         [row.method_y, str(len(row.games)), _interval(row.estimate)] for row in report.improvements
     ]
-    return "\n".join(
-        [
-            "## Probability of improvement",
-            "",
-            f"P({primary} > X): the probability that a run of {primary} scores higher than a run "
-            "of X on a game (Mann-Whitney; ties count one half), averaged over the games both "
-            "cover, with a 95 % bootstrap interval (runs of each method resampled independently "
-            f"within each game). Above 0.5 favours {primary}.",
-            "",
-            _table(["X", "games", f"P({primary} > X)"], "lrl", rows),
-        ]
-    )
-
-
-def _plots_section(plot_names: Sequence[str]) -> str:
-    if not plot_names:
-        return ""
-    text = ["## Plots"]
-    for name in plot_names:
-        text += ["", f"![{name}]({name})", "", PLOT_CAPTIONS.get(name, "")]
-    return "\n".join(text)
-
-
-def _files_section(report: Report) -> str:
-    names = ["per_game.csv", "aggregates.csv", "probability_of_improvement.csv"]
-    if report.runs:
-        names.append("runs.csv")
-    if report.curves:
-        names.append("learning_curves.csv")
-    return "Tables as CSV: " + ", ".join(f"[{name}]({name})" for name in names) + "."
-
-
-def render_markdown(report: Report, plot_names: Sequence[str]) -> str:
-    """The whole report.md; `plot_names` are the PNG files written beside it."""
-    sections = [
-        _inputs_section(report),
-        _per_game_section(report),
-        _aggregate_section(report),
-        _improvement_section(report),
-        _plots_section(plot_names),
-        _files_section(report),
-        "---\n\n" + STATISTICS_NOTE,
+    return [
+        "## Probability of improvement",
+        f"P({primary} > X): the probability that a run of {primary} scores higher than a run "
+        "of X on a game (Mann-Whitney; ties count one half), averaged over the games both "
+        "cover, with a 95 % bootstrap interval (runs of each method resampled independently "
+        f"within each game). Above 0.5 favours {primary}.",
+        _table(["X", "games", f"P({primary} > X)"], "lrl", rows),
     ]
-    return "\n\n".join(section for section in sections if section) + "\n"
+
+
+PLOTS_EXTRA = "`pip install 'storm-wm[plots]'`"
+"""How to get the plots drawn."""
+
+
+def _plots(plot_names: Sequence[str] | None) -> list[str]:
+    if plot_names is None:
+        return ["## Plots", f"Not drawn: matplotlib is not installed ({PLOTS_EXTRA})."]
+    blocks = ["## Plots"] if plot_names else []
+    for name in plot_names:
+        blocks += [f"![{name}]({name})", PLOT_CAPTIONS.get(name, "")]
+    return blocks
+
+
+def render_markdown(
+    report: Report, table_names: Sequence[str], plot_names: Sequence[str] | None
+) -> str:
+    """The whole report.md; `table_names` and `plot_names` are the CSV and PNG files beside it
+    (`plot_names` None: the plots were not drawn, matplotlib being missing)."""
+    tables = "Tables as CSV: " + ", ".join(f"[{name}]({name})" for name in table_names) + "."
+    sections = [
+        *_inputs(report),
+        *_per_game(report),
+        *_aggregates(report),
+        *_improvements(report),
+        *_plots(plot_names),
+        tables,
+        "---",
+        STATISTICS_NOTE,
+    ]
+    return "\n\n".join(block for block in sections if block) + "\n"

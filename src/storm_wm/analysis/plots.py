@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 from storm_wm.analysis.report import SAME_GAMES, Report
 from storm_wm.analysis.stats import METRIC_LABELS
+from storm_wm.text import plural
 
 DPI = 120
 
@@ -38,8 +39,7 @@ def _save(figure: Figure, path: Path) -> Path:
 
 
 def _seeds(runs: np.ndarray) -> str:
-    count = int(runs.max())
-    return f"{count} seed{'s' if count != 1 else ''}"
+    return plural(int(runs.max()), "seed")
 
 
 def plot_learning_curves(report: Report, path: Path) -> Path:
@@ -58,9 +58,13 @@ def plot_learning_curves(report: Report, path: Path) -> Path:
             color = colors[curve.method]
             # markers: a curve with a single point (one bin) would otherwise draw nothing
             axis.plot(
-                curve.steps, curve.mean, color=color, marker="o", markersize=3,
+                curve.steps,
+                curve.mean,
+                color=color,
+                marker="o",
+                markersize=3,
                 label=f"{curve.method} ({_seeds(curve.runs)})",
-            )  # fmt: skip
+            )
             axis.fill_between(
                 curve.steps, curve.low, curve.high, color=color, alpha=0.25, linewidth=0
             )
@@ -122,9 +126,7 @@ def plot_per_game_scores(report: Report, path: Path) -> Path:
     """Grouped bars: the HNS of each method's per-game mean, on the primary method's games."""
     games = list(report.covered_games)
     methods = [report.primary.label] + [
-        method.label
-        for method in report.others
-        if any(game in method.scores and game not in method.capped for game in games)
+        method.label for method in report.others if set(games) & set(method.normalized_games)
     ]
     width = 0.8 / len(methods)
     positions = np.arange(len(games))

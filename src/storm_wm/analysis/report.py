@@ -9,7 +9,7 @@ some games, the others' aggregates over all their games are listed as well, apar
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,6 +44,16 @@ class Method:
     capped: dict[str, str] = field(default_factory=dict)
     """Games whose scores may not stand beside published ones, with the reason (episodes
     capped below the benchmark's): no HNS, kept out of aggregates and plots."""
+    runs: tuple[RunResult, ...] = ()  # the run directories behind `scores`, if any
+
+    @property
+    def normalized_games(self) -> tuple[str, ...]:
+        """Its games with a human-normalized score: those with normalizers, less the capped."""
+        return tuple(
+            game
+            for game in game_order(self.scores)
+            if has_normalizers(game) and game not in self.capped
+        )
 
 
 @dataclass(frozen=True)
@@ -95,7 +105,7 @@ class Report:
     unnormalized_games: tuple[str, ...]  # primary's games without (left out of aggregates)
     aggregates: tuple[AggregateRow, ...]
     improvements: tuple[ImprovementRow, ...]
-    curves: tuple[LearningCurve, ...]  # per game, one per method with runs of it
+    curves: tuple[LearningCurve, ...]  # per game, one per method with runs
     bootstrap_samples: int
     seed: int
 
@@ -107,7 +117,7 @@ class Report:
         return None
 
 
-def game_order(games: Sequence[str] | set[str]) -> tuple[str, ...]:
+def game_order(games: Collection[str]) -> tuple[str, ...]:
     """Atari 100k games in the papers' order, then any other game alphabetically."""
     atari = [game for game in ATARI_100K_GAMES if game in games]
     return tuple(atari + sorted(set(games) - set(ATARI_100K_GAMES)))
@@ -120,23 +130,22 @@ def summarize_game(
     human-normalized."""
     values = np.asarray(scores, dtype=np.float64)
     mean = float(values.mean())
-    interval = t_interval(values)
-    normalized = human_normalized(game, mean) if normalize else None
-    if interval is not None and normalized is not None:
-        hns_interval = (human_normalized(game, interval[0]), human_normalized(game, interval[1]))
-    else:
-        hns_interval = (None, None)
+    low, high = t_interval(values) or (None, None)
+
+    def hns(score: float | None) -> float | None:
+        return human_normalized(game, score) if normalize and score is not None else None
+
     return GameSummary(
         method=method,
         game=game,
         runs=int(values.size),
         mean=mean,
         std=float(values.std(ddof=1)) if values.size > 1 else 0.0,
-        ci_low=interval[0] if interval else None,
-        ci_high=interval[1] if interval else None,
-        human_normalized=normalized,
-        hns_ci_low=hns_interval[0],
-        hns_ci_high=hns_interval[1],
+        ci_low=low,
+        ci_high=high,
+        human_normalized=hns(mean),
+        hns_ci_low=hns(low),
+        hns_ci_high=hns(high),
     )
 
 
@@ -162,35 +171,31 @@ def _aggregate(
 def build_report(
     primary: Method,
     others: Sequence[Method],
-    runs: Sequence[RunResult] = (),
     bootstrap_samples: int = 5000,
     seed: int = 0,
     curve_bins: int = 40,
-    curve_groups: Sequence[tuple[str, Sequence[RunResult]]] | None = None,
 ) -> Report:
     """Compute per-game summaries, aggregates, probabilities of improvement and curves.
 
     A method's `capped` games get no HNS and stay out of aggregates and comparisons; learning
-    curves are drawn for each (method label, runs) of `curve_groups` (default: `runs` as the
-    primary method's), on the primary method's games.
+    curves are drawn for each method with runs, on the primary method's games.
     """
+    methods = (primary, *others)
     per_game = [
         summarize_game(method.label, game, method.scores[game], normalize=game not in method.capped)
-        for method in (primary, *others)
-        for game in game_order(set(method.scores))
+        for method in methods
+        for game in game_order(method.scores)
     ]
-    primary_games = game_order(set(primary.scores))
-    unnormalized = tuple(game for game in primary_games if not has_normalizers(game))
-    covered = tuple(
-        game for game in primary_games if game not in unnormalized and game not in primary.capped
-    )
-
-    aggregates: list[AggregateRow] = []
+    primary_games = game_order(primary.scores)
+    covered = primary.normalized_games
+    aggregates: list[AggregateRow] = []  # every method on the same games, then on all theirs
+    apart: list[AggregateRow] = []
     improvements: list[ImprovementRow] = []
     if covered:
         aggregates.append(_aggregate(primary, SAME_GAMES, covered, bootstrap_samples, seed))
         for method in others:
-            same = [game for game in covered if game in method.scores and game not in method.capped]
+            everything = method.normalized_games
+            same = [game for game in covered if game in everything]
             if same:
                 aggregates.append(_aggregate(method, SAME_GAMES, same, bootstrap_samples, seed))
                 estimate = probability_of_improvement_interval(
@@ -202,36 +207,27 @@ def build_report(
                 improvements.append(
                     ImprovementRow(primary.label, method.label, tuple(same), estimate)
                 )
-        for method in others:
-            everything = [
-                game
-                for game in game_order(set(method.scores))
-                if has_normalizers(game) and game not in method.capped
-            ]
             if everything and set(everything) != set(covered):
-                aggregates.append(
-                    _aggregate(method, ALL_GAMES, everything, bootstrap_samples, seed)
-                )
+                apart.append(_aggregate(method, ALL_GAMES, everything, bootstrap_samples, seed))
 
     curves = []
-    groups = [(primary.label, runs)] if curve_groups is None else curve_groups
     for game in primary_games:
-        for label, group_runs in groups:
-            game_runs = [
-                (run.episode_steps, run.episode_returns) for run in group_runs if run.game == game
+        for method in methods:
+            runs = [
+                (run.episode_steps, run.episode_returns) for run in method.runs if run.game == game
             ]
-            curve = bin_learning_curve(game, game_runs, bins=curve_bins, method=label)
+            curve = bin_learning_curve(game, runs, bins=curve_bins, method=method.label)
             if curve is not None:
                 curves.append(curve)
 
     return Report(
         primary=primary,
         others=tuple(others),
-        runs=tuple(runs),
+        runs=tuple(run for method in methods for run in method.runs),
         per_game=tuple(per_game),
         covered_games=covered,
-        unnormalized_games=unnormalized,
-        aggregates=tuple(aggregates),
+        unnormalized_games=tuple(game for game in primary_games if not has_normalizers(game)),
+        aggregates=(*aggregates, *apart),
         improvements=tuple(improvements),
         curves=tuple(curves),
         bootstrap_samples=bootstrap_samples,

@@ -7,16 +7,18 @@ A run contributes one final score, the `mean` of its `eval.json`, and one learni
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from storm_wm.analysis.scores import is_finite_number
 from storm_wm.errors import StormError
 from storm_wm.hints import command
+from storm_wm.logs.records import numbered_records, records
 
 EPISODE_RETURN = "env/episode_return"
 
@@ -26,9 +28,11 @@ _CHECKPOINT_NAME = re.compile(r"^step_(\d+)\.ckpt$")  # as storm_wm.persistence.
 
 
 @dataclass(frozen=True)
-class Evaluation:
-    """What the report needs of one eval.json."""
+class RunResult:
+    """One training run as the report sees it: its eval.json, the episodes its metrics.jsonl
+    logged, and the last step it reached."""
 
+    path: Path
     game: str
     seed: int | None
     score: float  # the eval mean: the run's final score
@@ -37,7 +41,10 @@ class Evaluation:
     protocol: str | None
     bookkeeping: str  # "whole" for evaluations written before the field existed
     episode_frames: int | None  # env.max_episode_frames of the run, if known
-    partial: bool  # cut short by Ctrl-C
+    partial: bool  # the evaluation was cut short by Ctrl-C
+    episode_steps: NDArray[np.int64]  # (episodes,) environment step at which each episode ended
+    episode_returns: NDArray[np.float64]  # (episodes,), none without a metrics.jsonl
+    last_step: int | None  # newest step of its checkpoints and metrics.jsonl
 
     @property
     def capped(self) -> bool:
@@ -51,44 +58,17 @@ class Evaluation:
             f"{BENCHMARK_EPISODE_FRAMES:,}"
         )
 
-
-@dataclass(frozen=True)
-class RunResult:
-    """One training run as the report sees it."""
-
-    path: Path
-    game: str
-    seed: int | None
-    score: float  # the eval mean: the run's final score
-    episode_steps: NDArray[np.int64]  # (episodes,) environment step at which each episode ended
-    episode_returns: NDArray[np.float64]  # (episodes,)
-    has_metrics: bool  # False when metrics.jsonl is absent (an eval-only directory)
-    evaluation: Evaluation | None = None
-    last_step: int | None = None  # newest step of its checkpoints and metrics.jsonl
-
     @property
     def method_key(self) -> tuple[str, str, str, bool]:
         """Runs with equal keys are seeds of one method: same preset, protocol, bookkeeping
         and comparability. Unknown parts (older eval.json files) read as "?"."""
-        evaluation = self.evaluation
-        if evaluation is None:
-            return ("?", "?", "whole", True)
-        return (
-            evaluation.preset or "?",
-            evaluation.protocol or "?",
-            evaluation.bookkeeping,
-            not evaluation.capped,
-        )
+        return (self.preset or "?", self.protocol or "?", self.bookkeeping, not self.capped)
 
     @property
     def stale(self) -> bool:
         """The run trained past the checkpoint its eval.json scored."""
-        step = self.evaluation.step if self.evaluation else None
-        return step is not None and self.last_step is not None and self.last_step > step
-
-
-def _run_dirs_below(path: Path) -> list[Path]:
-    return sorted(child for child in path.iterdir() if (child / "eval.json").is_file())
+        step, last_step = self.step, self.last_step
+        return step is not None and last_step is not None and last_step > step
 
 
 def has_eval(path: Path) -> bool:
@@ -103,20 +83,17 @@ def _run_config(path: Path) -> dict:
     return config if isinstance(config, dict) else {}
 
 
-def _episode_frames(record: dict, config: dict) -> int | None:
-    """The run's episode cap: from eval.json, or for older files from the run's config."""
-    frames = record.get("max_episode_frames")
-    if not isinstance(frames, int):
-        env = config.get("env")
-        frames = env.get("max_episode_frames") if isinstance(env, dict) else None
-    return frames if isinstance(frames, int) and not isinstance(frames, bool) else None
+def _typed(value: object, kind: type, default: Any = None) -> Any:
+    """`value` if it is a `kind` (a bool is no int), else `default`: older eval.json files lack
+    fields, and a hand-edited one may hold anything."""
+    return value if isinstance(value, kind) and not isinstance(value, bool) else default
 
 
-def read_eval(path: Path) -> Evaluation:
-    """`path/eval.json`, checked so a typo fails loudly."""
+def _read_eval(path: Path) -> dict[str, Any]:
+    """`path/eval.json`, its game and mean checked so that a typo fails loudly."""
     eval_path = path / "eval.json"
     if not eval_path.is_file():
-        nested = _run_dirs_below(path)
+        nested = [child for child in path.iterdir() if has_eval(child)]
         hint = (
             f"; it holds run directories ({len(nested)}), pass those instead (e.g. {path}/*)"
             if nested
@@ -131,38 +108,14 @@ def read_eval(path: Path) -> Evaluation:
         ) from None
     if not isinstance(record, dict):
         raise StormError(f"{eval_path} must be a JSON object; re-run `{command('eval', path)}`")
-    game, mean, seed = record.get("game"), record.get("mean"), record.get("seed")
+    game, mean = record.get("game"), record.get("mean")
     if not isinstance(game, str) or not game:
         raise StormError(f"{eval_path} has no 'game' name; re-run `{command('eval', path)}`")
-    if not isinstance(mean, int | float) or isinstance(mean, bool) or not math.isfinite(mean):
+    if not is_finite_number(mean):
         raise StormError(
             f"{eval_path} has no finite 'mean' score; re-run `{command('eval', path)}`"
         )
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        seed = None
-    config = _run_config(path)
-    step = record.get("step")
-    preset = record.get("preset", config.get("preset"))
-    env = config.get("env") if isinstance(config.get("env"), dict) else {}
-    protocol = record.get("protocol", env.get("protocol"))
-    bookkeeping = record.get("bookkeeping", "whole")
-    return Evaluation(
-        game=game,
-        seed=seed,
-        score=float(mean),
-        step=step if isinstance(step, int) and not isinstance(step, bool) else None,
-        preset=preset if isinstance(preset, str) else None,
-        protocol=protocol if isinstance(protocol, str) else None,
-        bookkeeping=bookkeeping if isinstance(bookkeeping, str) else "whole",
-        episode_frames=_episode_frames(record, config),
-        partial=record.get("partial") is True,
-    )
-
-
-def load_eval(path: Path) -> tuple[str, int | None, float]:
-    """(game, seed, mean score) from `path/eval.json`, checked so a typo fails loudly."""
-    evaluation = read_eval(path)
-    return evaluation.game, evaluation.seed, evaluation.score
+    return record
 
 
 def last_step(path: Path) -> int | None:
@@ -175,15 +128,8 @@ def last_step(path: Path) -> int | None:
             for child in checkpoints.iterdir()
             if (match := _CHECKPOINT_NAME.match(child.name))
         ]
-    metrics = path / "metrics.jsonl"
-    if metrics.is_file():
-        for line in metrics.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict) and isinstance(record.get("step"), int):
-                steps.append(record["step"])
+    logged = records(path / "metrics.jsonl")
+    steps += [record["step"] for record in logged if isinstance(record.get("step"), int)]
     return max(steps) if steps else None
 
 
@@ -191,24 +137,12 @@ def load_episode_returns(path: Path) -> tuple[NDArray[np.int64], NDArray[np.floa
     """Steps and returns of the episodes logged in a metrics.jsonl file, in file order.
 
     A last line without its newline is skipped rather than rejected: a run still training may be
-    halfway through writing it.
+    halfway through writing it. Any other line that is not JSON is reported.
     """
-    text = path.read_text()
-    lines = text.split("\n")
     steps: list[int] = []
     returns: list[float] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if number == len(lines):
-                break  # a partly written last line
-            raise StormError(
-                f"{path}:{number} is not a JSON object; fix or remove that line"
-            ) from None
-        if not isinstance(record, dict) or EPISODE_RETURN not in record:
+    for number, record in numbered_records(path, strict=True):
+        if EPISODE_RETURN not in record:
             continue
         step, episode_return = record.get("step"), record[EPISODE_RETURN]
         if not isinstance(step, int | float) or not isinstance(episode_return, int | float):
@@ -223,13 +157,25 @@ def load_run(path: str | Path) -> RunResult:
     path = Path(path)
     if not path.is_dir():
         raise StormError(f"{path} is not a directory: pass run directories or score files")
-    evaluation = read_eval(path)
-    metrics_path = path / "metrics.jsonl"
-    if metrics_path.is_file():
-        steps, returns = load_episode_returns(metrics_path)
-    else:
-        steps, returns = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+    record = _read_eval(path)
+    config = _run_config(path)
+    env = _typed(config.get("env"), dict, {})
+    frames = record.get("max_episode_frames")
+    if not isinstance(frames, int):
+        frames = env.get("max_episode_frames")  # an older eval.json: the run's config has it
+    steps, returns = load_episode_returns(path / "metrics.jsonl")  # none without the file
     return RunResult(
-        path, evaluation.game, evaluation.seed, evaluation.score, steps, returns,
-        metrics_path.is_file(), evaluation, last_step(path),
-    )  # fmt: skip
+        path=path,
+        game=record["game"],
+        seed=_typed(record.get("seed"), int),
+        score=float(record["mean"]),
+        step=_typed(record.get("step"), int),
+        preset=_typed(record.get("preset", config.get("preset")), str),
+        protocol=_typed(record.get("protocol", env.get("protocol")), str),
+        bookkeeping=_typed(record.get("bookkeeping"), str, "whole"),
+        episode_frames=_typed(frames, int),
+        partial=record.get("partial") is True,
+        episode_steps=steps,
+        episode_returns=returns,
+        last_step=last_step(path),
+    )

@@ -17,11 +17,6 @@ from storm_wm.errors import StormError
 
 ScoreTable = dict[str, list[float]]
 
-REFERENCE_METHODS: tuple[str, ...] = (
-    "storm", "dreamerv3", "iris", "delta_iris", "diamond", "rem", "m3", "twm", "spr", "simple",
-    "drq_eps", "efficientzero",
-)  # fmt: skip
-
 # How each method is written in papers, for tables and plot legends.
 REFERENCE_LABELS: dict[str, str] = {
     "storm": "STORM",
@@ -37,6 +32,7 @@ REFERENCE_LABELS: dict[str, str] = {
     "drq_eps": "DrQ(eps)",
     "efficientzero": "EfficientZero",
 }
+REFERENCE_METHODS: tuple[str, ...] = tuple(REFERENCE_LABELS)
 
 
 def parse_score_table(data: object, source: str) -> ScoreTable:
@@ -55,13 +51,13 @@ def parse_score_table(data: object, source: str) -> ScoreTable:
             raise StormError(
                 f"{source}: the scores of {game!r} must be a non-empty list, one number per seed"
             )
-        if not all(_is_finite_number(score) for score in scores):
+        if not all(is_finite_number(score) for score in scores):
             raise StormError(f"{source}: the scores of {game!r} must all be finite numbers")
         table[str(game)] = [float(score) for score in scores]
     return table
 
 
-def _is_finite_number(value: object) -> bool:
+def is_finite_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -140,12 +136,8 @@ def human_normalized(game: str, score: float) -> float | None:
 
 def normalize_table(table: ScoreTable) -> ScoreTable:
     """The human-normalized scores of every game of `table` that has normalizers; others dropped."""
-    normalized: ScoreTable = {}
-    for game, scores in table.items():
-        normalizers = random_and_human(game)
-        if normalizers is not None:
-            random_score, human_score = normalizers
-            normalized[game] = [
-                (score - random_score) / (human_score - random_score) for score in scores
-            ]
-    return normalized
+    return {
+        game: [human_normalized(game, score) for score in scores]
+        for game, scores in table.items()
+        if has_normalizers(game)
+    }

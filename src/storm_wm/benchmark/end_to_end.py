@@ -3,15 +3,12 @@
 Each variant (eager, compiled) is a real `storm-wm train` run in this process, on the preset's
 models and environment: the random warm-up steps, then `warmup` more steps with updates (where
 compilation, the allocator and the caches settle), then `steps` timed steps of acting, the
-environment, updates, metric logging and checkpoints (written as training writes them, with
-`checkpoint_every` lowered to half the timed steps if need be so that the window holds at least
-one, unless `checkpoint_every` is given). The rate is read from the run's own metrics.jsonl
-(benchmark/run_metrics.py), so it is the figure a user's run logs. Peak memory is the device's
-(CUDA: max_memory_allocated) or, on a CPU, the process's peak resident memory. A compiled
-variant records what became of each compiled function (`compilation.RECORDS`): one that fell
-back to eager says so, with the reason, instead of passing for compiled. A run stopped by a
-signal (a time limit's SIGTERM) keeps the rate of its shorter window, marked `stopped_by`, and
-ends the measurements with an error.
+environment, updates, metric logging and checkpoints (written as training writes them). The
+rate is read from the run's own metrics.jsonl (benchmark/run_metrics.py), so it is the figure a
+user's run logs. A compiled variant records what became of each compiled function
+(`compilation.RECORDS`): one that fell back to eager says so, with the reason, instead of
+passing for compiled. A run stopped by a signal (a time limit's SIGTERM) keeps the rate of its
+shorter window and ends the measurements with an error.
 
 With `concurrent` counts, that many runs are started at once as separate `storm-wm train`
 processes sharing the device (seeds 1..N), and their aggregate rate is the sum of each run's
@@ -24,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,9 +30,11 @@ from typing import Any
 import torch
 
 from storm_wm.benchmark.machine import PeakMemory
-from storm_wm.benchmark.run_metrics import read_records, window_rate
+from storm_wm.benchmark.run_metrics import window_rate
 from storm_wm.config import Config
 from storm_wm.errors import StormError
+from storm_wm.launch import last_line, storm_wm_argv
+from storm_wm.logs.records import records
 
 VARIANTS: dict[str, bool] = {"eager": False, "compiled": True}
 """Variant name -> train.compile."""
@@ -48,7 +46,7 @@ class LoopSettings:
     """Environment steps timed, after the warm-ups."""
     warmup: int
     """Environment steps with updates run before timing starts (not timed)."""
-    variants: tuple[str, ...] = ("eager", "compiled")
+    variants: tuple[str, ...] = tuple(VARIANTS)
     concurrent: tuple[int, ...] = ()
     """Numbers of runs to start at once for the aggregate rate (empty: none), in this order."""
     checkpoint_every: int | None = None
@@ -74,57 +72,56 @@ def loop_schedule(config: Config, settings: LoopSettings) -> tuple[int, int, int
     return timed_from, total, checkpoint_every
 
 
-def _loop_config(config: Config, settings: LoopSettings, compile_: bool) -> Config:
-    _, total, checkpoint_every = loop_schedule(config, settings)
-    train = dataclasses.replace(
-        config.train, steps=total, checkpoint_every=checkpoint_every, compile=compile_
-    )
-    return dataclasses.replace(config, train=train)
-
-
-def _checkpoints_in(first: int, last: int, every: int) -> int:
-    """Checkpoints whose writing falls between the window's two records: steps in [first, last)
-    (the one at `first` is saved after that step's record is logged)."""
-    return len(range(_round_up(first, every), last, every))
-
-
 def _rate_figures(run_dir: Path, timed_from: int, checkpoint_every: int) -> dict[str, Any]:
-    rate = window_rate(read_records(run_dir / "metrics.jsonl"), timed_from)
+    rate = window_rate(records(run_dir / "metrics.jsonl"), timed_from)
     if rate is None:
         raise StormError(
             f"the loop benchmark's run in {run_dir} logged no timed window; give more "
             "--loop-steps (at least two train.log_every intervals)"
         )
+    # Checkpoints written between the window's two records: those of the steps in [first,
+    # last), as the one at `first` is saved after that step's record is logged.
+    checkpoints = range(
+        _round_up(rate.first_step, checkpoint_every), rate.last_step, checkpoint_every
+    )
     return {
         **rate.to_dict(),
-        "checkpoints_in_window": _checkpoints_in(rate.first_step, rate.last_step, checkpoint_every),
+        "checkpoints_in_window": len(checkpoints),
         "hours_per_100k_steps": 100_000 / rate.steps_per_second / 3600,
     }
 
 
 def run_variant(
-    config: Config, settings: LoopSettings, variant: str, device: torch.device, run_dir: Path
+    config: Config,
+    schedule: tuple[int, int, int],
+    variant: str,
+    device: torch.device,
+    run_dir: Path,
 ) -> dict[str, Any]:
-    """One in-process training run of `variant`; its rate over the timed window, peak memory,
-    and for a compiled variant what became of each compiled function."""
+    """One in-process training run of `variant` on `schedule` (loop_schedule); its rate over
+    the timed window, peak memory, and for a compiled variant what became of each compiled
+    function."""
     from storm_wm import compilation
-    from storm_wm.run.compose import train
+    from storm_wm.run.train import train
 
-    loop_config = _loop_config(config, settings, VARIANTS[variant])
-    timed_from, _, checkpoint_every = loop_schedule(config, settings)
+    timed_from, total, checkpoint_every = schedule
+    compile_ = VARIANTS[variant]
+    train_config = dataclasses.replace(
+        config.train, steps=total, checkpoint_every=checkpoint_every, compile=compile_
+    )
     memory = PeakMemory(device)
     memory.reset()
     first_record = len(compilation.RECORDS)
-    state = train(loop_config, run_dir, show_progress=False)
+    state = train(dataclasses.replace(config, train=train_config), run_dir, show_progress=False)
     figures = {
-        "compile": VARIANTS[variant],
+        "compile": compile_,
         **_rate_figures(run_dir, timed_from, checkpoint_every),
         "peak_memory_bytes": memory.read(),
         "peak_memory_kind": "device" if device.type == "cuda" else "process resident",
         # A signal (a time limit's SIGTERM) ends the run early: its window is shorter.
         "stopped_by": state.stopped_by,
     }
-    if VARIANTS[variant]:
+    if compile_:
         figures.update(compile_outcome(compilation.RECORDS[first_record:]))
     return figures
 
@@ -146,14 +143,18 @@ def compile_outcome(records: list[dict]) -> dict[str, Any]:
 
 
 def _train_command(
-    preset: str, overrides: dict[str, str], seed: int, run_dir: Path, total: int, every: int
+    config: Config, overrides: dict[str, str], seed: int, run_dir: Path, total: int, every: int
 ) -> list[str]:
-    words = [word for name, value in overrides.items() for word in (f"--{name}", value)]
-    return [
-        sys.executable, "-m", "storm_wm.cli", "train", "--preset", preset, "--seed", str(seed),
-        "--run-dir", str(run_dir), "--no-progress", *words, "--train.steps", str(total),
-        "--train.checkpoint_every", str(every),
-    ]  # fmt: skip
+    options = {
+        "preset": config.preset,
+        "seed": seed,
+        "run-dir": run_dir,
+        **overrides,
+        "train.steps": total,
+        "train.checkpoint_every": every,
+    }
+    words = [word for name, value in options.items() for word in (f"--{name}", str(value))]
+    return storm_wm_argv("train", "--no-progress", *words)
 
 
 def shared_cpu_environment(runs: int) -> dict[str, str]:
@@ -166,19 +167,19 @@ def shared_cpu_environment(runs: int) -> dict[str, str]:
 
 def run_concurrent(
     config: Config,
-    settings: LoopSettings,
-    preset: str,
+    schedule: tuple[int, int, int],
     overrides: dict[str, str],
     count: int,
     directory: Path,
 ) -> dict[str, Any]:
-    """`count` training processes at once; each one's window rate and their sum."""
-    timed_from, total, checkpoint_every = loop_schedule(config, settings)
+    """`count` training processes at once on `schedule`; each one's window rate and their
+    sum."""
+    timed_from, total, checkpoint_every = schedule
     runs = [directory / f"run_{seed}" for seed in range(1, count + 1)]
     processes = []
     for seed, run_dir in enumerate(runs, start=1):
         log = (directory / f"run_{seed}.log").open("w")
-        command = _train_command(preset, overrides, seed, run_dir, total, checkpoint_every)
+        command = _train_command(config, overrides, seed, run_dir, total, checkpoint_every)
         environment = shared_cpu_environment(count)
         processes.append((subprocess.Popen(command, stdout=log, stderr=log, env=environment), log))
     failures = []
@@ -186,8 +187,9 @@ def run_concurrent(
         code = process.wait()
         log.close()
         if code != 0:
-            lines = Path(log.name).read_text().strip().splitlines() or ["no output"]
-            failures.append(f"{run_dir.name} exited with {code}: {lines[-1]}")
+            failures.append(
+                f"{run_dir.name} exited with {code}: {last_line(log.name) or 'no output'}"
+            )
     if failures:
         raise StormError(f"{count} concurrent runs: " + "; ".join(failures))
     per_run = [_rate_figures(run_dir, timed_from, checkpoint_every) for run_dir in runs]
@@ -204,7 +206,6 @@ def run_end_to_end(
     settings: LoopSettings,
     device: torch.device,
     *,
-    preset: str,
     overrides: dict[str, str],
     log: Callable[[str], None],
     on_progress: Callable[[dict[str, Any]], None] = lambda figures: None,
@@ -214,18 +215,22 @@ def run_end_to_end(
 
     `on_progress` receives the figures so far after each variant and count (a caller stopped
     part-way, by a time limit, keeps what was measured)."""
-    timed_from, total, checkpoint_every = loop_schedule(config, settings)
+    schedule = loop_schedule(config, settings)
+    timed_from, total, checkpoint_every = schedule
     result: dict[str, Any] = {
-        "timed_from_step": timed_from, "last_step": total,
+        "timed_from_step": timed_from,
+        "last_step": total,
         "random_warmup_steps": config.train.warmup_steps,
-        "checkpoint_every": checkpoint_every, "log_every": config.train.log_every,
-        "variants": {}, "concurrent": {},
-    }  # fmt: skip
+        "checkpoint_every": checkpoint_every,
+        "log_every": config.train.log_every,
+        "variants": {},
+        "concurrent": {},
+    }
     with tempfile.TemporaryDirectory(prefix="storm-wm-bench-loop-") as temporary:
         for variant in settings.variants:
             log(f"end to end, {variant}: training steps 0..{total}, timed from {timed_from}")
             run_dir = Path(temporary) / variant
-            figures = run_variant(config, settings, variant, device, run_dir)
+            figures = run_variant(config, schedule, variant, device, run_dir)
             result["variants"][variant] = figures
             on_progress(result)
             if figures["stopped_by"]:
@@ -237,19 +242,14 @@ def run_end_to_end(
             log(f"end to end, {count} concurrent run(s) sharing {device}")
             directory = Path(temporary) / f"concurrent_{count}"
             directory.mkdir()
-            result["concurrent"][str(count)] = run_concurrent(
-                config, settings, preset, overrides, count, directory
-            )
-            _speedups(result["concurrent"])
+            concurrent = result["concurrent"]
+            concurrent[str(count)] = run_concurrent(config, schedule, overrides, count, directory)
+            single = concurrent.get("1")
+            for entry in concurrent.values():
+                entry["speedup_over_one_run"] = (
+                    entry["aggregate_steps_per_second"] / single["aggregate_steps_per_second"]
+                    if single
+                    else None
+                )
             on_progress(result)
     return result
-
-
-def _speedups(concurrent: dict[str, dict[str, Any]]) -> None:
-    single = concurrent.get("1")
-    for entry in concurrent.values():
-        entry["speedup_over_one_run"] = (
-            entry["aggregate_steps_per_second"] / single["aggregate_steps_per_second"]
-            if single
-            else None
-        )

@@ -10,34 +10,21 @@ from pathlib import Path
 
 import torch
 
-from storm_wm.device import cpu_has_fast_bf16
+from storm_wm.device import cpu_has_fast_bf16, cpu_info
 
 _INTERESTING_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16")
 
 
 def cpu_description() -> dict:
     """Model name, logical cores, the vector/matrix flags that decide matmul speed, native bf16."""
-    model, flags = "unknown", set()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name") and model == "unknown":
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
+    flags = set(cpu_info("flags").split())
     return {
-        "model": model,
+        "model": cpu_info("model name") or "unknown",
         "logical_cores": os.cpu_count() or 0,
         "torch_threads": torch.get_num_threads(),
         "flags": [flag for flag in _INTERESTING_FLAGS if flag in flags],
         "native_bf16": cpu_has_fast_bf16(),
     }
-
-
-def device_description(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return str(device)
 
 
 def load_average() -> list[float]:

@@ -13,8 +13,9 @@ from storm_wm.acting import Policy
 from storm_wm.config import Config
 from storm_wm.device import replay_device
 from storm_wm.imagination import ImaginedRollout
+from storm_wm.models.agent import build_models
 from storm_wm.replay import ReplayBuffer
-from storm_wm.training.trainer import Trainer, build_models
+from storm_wm.training.trainer import Trainer
 
 TRAINING_PHASES = ("world_model_update", "imagination", "agent_update")
 """The three phases of one training step, in the order training runs them."""
@@ -50,11 +51,6 @@ def filled_replay(
     return replay
 
 
-def replay_bytes(replay: ReplayBuffer) -> int:
-    arrays = (replay.frames, replay.actions, replay.rewards, replay.terminations)
-    return sum(array.nbytes for array in arrays)
-
-
 class TrainingWorkload:
     """One model pair, its Trainer and a full replay buffer; each method runs one phase."""
 
@@ -62,9 +58,7 @@ class TrainingWorkload:
         self, config: Config, num_actions: int, device: torch.device, dtype: torch.dtype
     ) -> None:
         self.config = config
-        self.device = device
         self.dtype = dtype
-        self.num_actions = num_actions
         self.rng = np.random.default_rng(config.seed)
         self.models = build_models(config, num_actions, device)
         self.trainer = Trainer(self.models, config, device, dtype)
@@ -91,17 +85,7 @@ class ActingStep:
         config = workload.config
         self.frames = workload.replay.frames
         self.rng = workload.rng
-        self.policy = Policy(
-            workload.models.world_model,
-            workload.models.actor_critic,
-            num_envs=1,
-            num_actions=workload.num_actions,
-            context_length=config.train.act_context,
-            device=workload.device,
-            dtype=workload.dtype,
-            rng=workload.rng,
-            act_on_posterior=config.train.act_on_posterior,
-        )
+        self.policy = Policy(workload.models, config.train, 1, workload.rng, dtype=workload.dtype)
         for _ in range(config.train.act_context):  # the context a long episode has
             self.policy.act(self._frame(), random=True)
 

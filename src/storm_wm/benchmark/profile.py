@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from storm_wm.benchmark.timing import synchronize
+from storm_wm.measure import synchronize
 
 PHASE_PREFIX = "storm-wm phase: "
 PHASE_END = "storm-wm phase end (synchronisation)"
@@ -66,25 +66,28 @@ class TraceEvent:
     """Ops: not inside another op (set by `nest`)."""
 
 
+_ACTIVITY_KINDS = {
+    "user_annotation": "annotation",
+    "cpu_op": "op",
+    "cuda_runtime": "runtime",
+    "cuda_driver": "runtime",
+    "kernel": "kernel",
+    "gpu_memcpy": "memcpy",
+    "gpu_memset": "memset",
+    "concurrent_kernel": "kernel",
+}
+"""The profiler's activity types that the summary keeps, by kind; it drops the others
+(device-side copies of annotations, overhead markers, python frames)."""
+
+
 def _kind(name: str, on_device: bool, activity: str | None, annotation: bool) -> str | None:
     """The event's kind from the profiler's activity type where it gives one, else its name."""
     if activity:
-        kinds = {
-            "user_annotation": "annotation", "cpu_op": "op", "cuda_runtime": "runtime",
-            "cuda_driver": "runtime", "kernel": "kernel", "gpu_memcpy": "memcpy",
-            "gpu_memset": "memset", "concurrent_kernel": "kernel",
-        }  # fmt: skip
-        if activity in kinds:
-            return kinds[activity]
-        return None  # device-side copies of annotations, overhead markers, python frames
-    if on_device:
-        if annotation:
-            return None
-        return "memcpy" if name.startswith("Memcpy") else "memset" if name.startswith(
-            "Memset"
-        ) else "kernel"  # fmt: skip
+        return _ACTIVITY_KINDS.get(activity)
     if annotation:
-        return "annotation"
+        return None if on_device else "annotation"
+    if on_device:
+        return name[:6].lower() if name.startswith(("Memcpy", "Memset")) else "kernel"
     return "runtime" if _RUNTIME.match(name) else "op"
 
 
@@ -104,10 +107,15 @@ def trace_events(profiler: profile) -> list[TraceEvent]:
         if kind is None:
             continue
         start = event.start_ns() / 1e3
-        events.append(TraceEvent(
-            name=event.name(), kind=kind, start=start, end=start + event.duration_ns() / 1e3,
-            thread=event.start_thread_id(),
-        ))  # fmt: skip
+        events.append(
+            TraceEvent(
+                name=event.name(),
+                kind=kind,
+                start=start,
+                end=start + event.duration_ns() / 1e3,
+                thread=event.start_thread_id(),
+            )
+        )
     # Without activity types, a device-side copy of a named range looks like a kernel.
     events = [e for e in events if not (e.kind == "kernel" and e.name in device_annotations)]
     nest(events)
@@ -151,8 +159,9 @@ def _within(event: TraceEvent, windows: list[tuple[float, float]]) -> bool:
     return any(start <= event.start < end for start, end in windows)
 
 
-def _top(events: list[TraceEvent], seconds_of: Callable[[TraceEvent], float], steps: int,
-         whole: float) -> list[dict[str, Any]]:  # fmt: skip
+def _top(
+    events: list[TraceEvent], seconds_of: Callable[[TraceEvent], float], steps: int, whole: float
+) -> list[dict[str, Any]]:
     totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
     for event in events:
         totals[event.name][0] += seconds_of(event)
@@ -194,16 +203,21 @@ def _described(gap: tuple[float, float], device: list[TraceEvent]) -> dict[str, 
     return {
         "seconds": (end - start) / 1e6,
         "after": max(before, key=lambda e: e.end).name[:NAME_LENGTH]
-        if before else "the phase's start",
+        if before
+        else "the phase's start",
         "before": device[after_index].name[:NAME_LENGTH]
-        if after_index < len(device) else "the phase's end",
-    }  # fmt: skip
+        if after_index < len(device)
+        else "the phase's end",
+    }
 
 
 def _phase_summary(
-    events: list[TraceEvent], windows: list[tuple[float, float]],
-    ends: list[tuple[float, float]], steps: int, timeline: bool,
-) -> dict[str, Any]:  # fmt: skip
+    events: list[TraceEvent],
+    windows: list[tuple[float, float]],
+    ends: list[tuple[float, float]],
+    steps: int,
+    timeline: bool,
+) -> dict[str, Any]:
     wall = sum(end - start for start, end in windows)
     host = [e for e in events if e.kind in ("op", "runtime") and _within(e, windows)]
     host = [e for e in host if not _within(e, ends)]  # the profile's own synchronisation
@@ -214,15 +228,21 @@ def _phase_summary(
         "operator_calls": sum(e.top_level for e in ops) / steps,
         "top_operators": _top(
             ops, lambda e: e.self_time / 1e6, steps, sum(e.self_time for e in ops) / 1e6
-        ),  # fmt: skip
+        ),
     }
-    device_fields = (
-        "device_busy_seconds", "device_busy_fraction", "device_idle_seconds", "kernels",
-        "kernel_launches", "graph_launches", "synchronizations", "memcpy", "idle_gaps",
-        "top_kernels",
-    )  # fmt: skip
-    if not timeline:
-        return {**summary, **dict.fromkeys(device_fields)}
+    device = _device_summary(events, host, windows, wall, steps)
+    if not timeline:  # the CPU runs the operators itself: no device figures
+        device = dict.fromkeys(device)
+    return {**summary, **device}
+
+
+def _device_summary(
+    events: list[TraceEvent],
+    host: list[TraceEvent],
+    windows: list[tuple[float, float]],
+    wall: float,
+    steps: int,
+) -> dict[str, Any]:
     device = [e for e in events if e.kind in _DEVICE_KINDS and _within(e, windows)]
     busy_intervals = _union((e.start, e.end) for e in device)
     busy = sum(
@@ -239,7 +259,6 @@ def _phase_summary(
             copies[direction.group(0) if direction else "other"] += 1 / steps
     kernels = [e for e in device if e.kind == "kernel"]
     return {
-        **summary,
         "device_busy_seconds": busy / 1e6 / steps,
         "device_busy_fraction": busy / wall if wall > 0 else None,
         "device_idle_seconds": (wall - busy) / 1e6 / steps,
@@ -259,9 +278,16 @@ def _phase_summary(
 
 
 STEP_TOTALS = (
-    "wall_seconds", "host_op_seconds", "operator_calls", "device_busy_seconds",
-    "device_idle_seconds", "kernels", "kernel_launches", "graph_launches", "synchronizations",
-)  # fmt: skip
+    "wall_seconds",
+    "host_op_seconds",
+    "operator_calls",
+    "device_busy_seconds",
+    "device_idle_seconds",
+    "kernels",
+    "kernel_launches",
+    "graph_launches",
+    "synchronizations",
+)
 
 
 def summarize(
@@ -304,8 +330,10 @@ def profile_phases(
                     function()
                     with record_function(PHASE_END):
                         synchronize(device)
-    return {"device": str(device), **summarize(trace_events(profiler), list(phases), steps,
-                                               timeline)}  # fmt: skip
+    return {
+        "device": str(device),
+        **summarize(trace_events(profiler), list(phases), steps, timeline),
+    }
 
 
 def _milliseconds(seconds: float | None) -> str:

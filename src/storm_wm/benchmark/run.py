@@ -3,67 +3,88 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
+import functools
+import time
+from collections.abc import Callable, Iterable
 
+import gymnasium
 import numpy as np
 import torch
 
 from storm_wm.benchmark.end_to_end import LoopSettings, run_end_to_end
-from storm_wm.benchmark.environment import environment_step_seconds
-from storm_wm.benchmark.flops import count_flops
-from storm_wm.benchmark.machine import (
-    PeakMemory,
-    cpu_description,
-    device_description,
-    load_average,
-)
-from storm_wm.benchmark.peak import matmul_peak, precision_name
-from storm_wm.benchmark.phases import (
-    TRAINING_PHASES,
-    ActingStep,
-    TrainingWorkload,
-    replay_bytes,
-)
+from storm_wm.benchmark.machine import PeakMemory, cpu_description, load_average
+from storm_wm.benchmark.phases import TRAINING_PHASES, ActingStep, TrainingWorkload
 from storm_wm.benchmark.profile import profile_phases
 from storm_wm.benchmark.results import BenchResult, PhaseResult
-from storm_wm.benchmark.timing import timed
 from storm_wm.config import Config
 from storm_wm.envs import make_env
+from storm_wm.measure import count_flops, matmul_peak, precision_name, timed
+from storm_wm.replay import ReplayBuffer
 
 PEAK_DTYPES = (torch.float32, torch.bfloat16)
 
 ACT_REPEATS_PER_REPEAT = 10
 """An acting step is short: time ten of them per requested repetition for a steady median."""
 
-
-def _quiet(message: str) -> None:
-    pass
+_PASS_LABELS = {"count": "warm-up, counting FLOPs", "warmup": "warm-up", "timed": "timed"}
 
 
-class _PhaseRecorder:
-    """Runs a phase in the three ways a pass needs: FLOP-counted, untimed, or timed."""
+def _measure_phases(
+    phases: dict[str, Callable[[], object]],
+    device: torch.device,
+    memory: PeakMemory,
+    warmup: int,
+    repeats: int,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, PhaseResult]:
+    """Runs the phases in order, once per pass: at least one untimed pass, which also counts
+    the FLOPs, then the rest of the warm-up, then `repeats` timed passes. With `log`, each
+    pass's times are logged."""
+    kinds = ["count"] + ["warmup"] * (max(1, warmup) - 1) + ["timed"] * repeats
+    results = {name: PhaseResult(samples=[], flops=0, peak_memory_bytes=0) for name in phases}
+    for index, kind in enumerate(kinds):
+        times = []
+        for name, function in phases.items():
+            result = results[name]
+            memory.reset()
+            if kind == "count":
+                (_, result.flops), seconds = timed(functools.partial(count_flops, function), device)
+            else:
+                _, seconds = timed(function, device)
+            if kind == "timed":
+                result.samples.append(seconds)
+                result.peak_memory_bytes = max(result.peak_memory_bytes, memory.read())
+            times.append(f"{name} {seconds:.3g} s")
+        if log is not None:
+            log(f"pass {index + 1}/{len(kinds)} ({_PASS_LABELS[kind]}): " + ", ".join(times))
+    return results
 
-    def __init__(self, device: torch.device, memory: PeakMemory) -> None:
-        self.device = device
-        self.memory = memory
-        self.samples: dict[str, list[float]] = {}
-        self.flops: dict[str, int] = {}
-        self.peak_memory: dict[str, int] = {}
 
-    def run(self, name: str, function: Callable[[], object], kind: str) -> float:
-        """kind: "count" (first warm-up pass), "warmup" or "timed"; returns seconds taken."""
-        self.memory.reset()
-        if kind == "count":
-            (_, self.flops[name]), seconds = timed(lambda: count_flops(function), self.device)
-        else:
-            _, seconds = timed(function, self.device)
-        if kind == "timed":
-            self.samples.setdefault(name, []).append(seconds)
-            self.peak_memory[name] = max(self.peak_memory.get(name, 0), self.memory.read())
-        return seconds
+def _step_env(env: gymnasium.Env, action: int) -> None:
+    """One environment step, and a reset at an episode's end, as training pays for them."""
+    _, _, terminated, truncated, _ = env.step(action)
+    if terminated or truncated:
+        env.reset()
 
-    def result(self, name: str) -> PhaseResult:
-        return PhaseResult(self.samples[name], self.flops[name], self.peak_memory[name])
+
+def _act_and_step(acting: ActingStep, env: gymnasium.Env, train_every: int) -> None:
+    """What a training step's environment steps cost: `train_every` acting steps and the
+    environment steps they choose."""
+    for _ in range(train_every):
+        _step_env(env, int(acting.act()[0]))
+
+
+def environment_step_seconds(
+    env: gymnasium.Env, rng: np.random.Generator, seconds: float = 1.0, min_steps: int = 50
+) -> float:
+    """Mean seconds per random-action step over about `seconds` of stepping (at least
+    `min_steps`), resets included."""
+    env.reset()
+    steps, start = 0, time.perf_counter()
+    while steps < min_steps or time.perf_counter() - start < seconds:
+        _step_env(env, int(rng.integers(0, env.action_space.n)))
+        steps += 1
+    return (time.perf_counter() - start) / steps
 
 
 def _notes(device: torch.device, dtype: torch.dtype, cpu: dict) -> list[str]:
@@ -79,26 +100,8 @@ def _notes(device: torch.device, dtype: torch.dtype, cpu: dict) -> list[str]:
     return notes
 
 
-def _pass_kinds(warmup: int, repeats: int) -> list[str]:
-    """At least one untimed pass, which also counts the FLOPs, then the rest of the warm-up."""
-    return ["count"] + ["warmup"] * (max(1, warmup) - 1) + ["timed"] * repeats
-
-
-def _time_training_phases(
-    workload: TrainingWorkload,
-    recorder: _PhaseRecorder,
-    kinds: list[str],
-    log: Callable[[str], None],
-) -> None:
-    """Runs whole training steps, phase by phase in training's order, one per pass kind."""
-    labels = {"count": "warm-up, counting FLOPs", "warmup": "warm-up", "timed": "timed"}
-    for index, kind in enumerate(kinds):
-        times = [recorder.run(name, getattr(workload, name), kind) for name in TRAINING_PHASES]
-        phases = zip(TRAINING_PHASES, times, strict=True)
-        log(
-            f"pass {index + 1}/{len(kinds)} ({labels[kind]}): "
-            + ", ".join(f"{name} {seconds:.3g} s" for name, seconds in phases)
-        )
+def _loop_measurements(variants: Iterable[str], counts: Iterable[object]) -> list[str]:
+    return [f"loop {name}" for name in variants] + [f"concurrent {count}" for count in counts]
 
 
 def planned_measurements(profile: bool, loop: LoopSettings | None) -> list[str]:
@@ -106,31 +109,8 @@ def planned_measurements(profile: bool, loop: LoopSettings | None) -> list[str]:
     so a run stopped part-way says what it did not reach."""
     planned = ["phases", *(["profile"] if profile else [])]
     if loop is not None:
-        planned += [f"loop {variant}" for variant in loop.variants]
-        planned += [f"concurrent {count}" for count in loop.concurrent]
+        planned += _loop_measurements(loop.variants, loop.concurrent)
     return planned
-
-
-def _loop_measurements(figures: dict) -> list[str]:
-    return [f"loop {name}" for name in figures["variants"]] + [
-        f"concurrent {count}" for count in figures["concurrent"]
-    ]
-
-
-class _ActAndStep:
-    """One acting step and the environment step it chooses, `train_every` times: what a
-    training step's environment steps cost, for the profile."""
-
-    def __init__(self, acting: ActingStep, env, train_every: int) -> None:
-        self.acting, self.env, self.train_every = acting, env, train_every
-        self.env.reset()
-
-    def __call__(self) -> None:
-        for _ in range(self.train_every):
-            action = int(self.acting.act()[0])
-            _, _, terminated, truncated, _ = self.env.step(action)
-            if terminated or truncated:
-                self.env.reset()
 
 
 def run_benchmark(
@@ -142,7 +122,7 @@ def run_benchmark(
     warmup: int,
     profile_steps: int = 0,
     command: str = "storm-wm bench",
-    log: Callable[[str], None] = _quiet,
+    log: Callable[[str], None] = lambda message: None,
     loop: LoopSettings | None = None,
     overrides: dict[str, str] | None = None,
     on_figures: Callable[[BenchResult], None] = lambda result: None,
@@ -160,10 +140,7 @@ def run_benchmark(
     date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    env = make_env(
-        config.env.game, protocol=config.env.protocol, seed=config.seed,
-        image_size=config.env.image_size, max_episode_frames=config.env.max_episode_frames,
-    )  # fmt: skip
+    env = make_env(config.env, seed=config.seed)
     num_actions = int(env.action_space.n)
     cpu = cpu_description()
     notes = _notes(device, dtype, cpu)
@@ -176,37 +153,54 @@ def run_benchmark(
     memory = PeakMemory(device)
     log(f"building the models and filling a {config.train.replay_capacity:,}-frame replay buffer")
     workload = TrainingWorkload(config, num_actions, device, dtype)
-    recorder = _PhaseRecorder(device, memory)
-    _time_training_phases(workload, recorder, _pass_kinds(warmup, repeats), log)
+    training = {name: getattr(workload, name) for name in TRAINING_PHASES}
+    phases = _measure_phases(training, device, memory, warmup, repeats, log)
     log("timing the acting step")
     acting = ActingStep(workload)
-    for kind in _pass_kinds(warmup, repeats * ACT_REPEATS_PER_REPEAT):
-        recorder.run("act", acting.act, kind)
+    act_repeats = repeats * ACT_REPEATS_PER_REPEAT
+    phases |= _measure_phases({"act": acting.act}, device, memory, warmup, act_repeats)
 
     log("timing the environment")
     env_step_seconds = environment_step_seconds(env, rng)
 
+    replay = workload.replay
     result = BenchResult(
-        command=command, date=date, preset=config.preset, game=config.env.game,
-        num_actions=num_actions, device=str(device), device_name=device_description(device),
-        precision=precision_name(dtype), torch_version=torch.__version__, cpu=cpu,
-        repeats=repeats, warmup=warmup, load_average_start=load_start,
-        load_average_end=load_average(), peaks=peaks,
-        phases={name: recorder.result(name) for name in (*TRAINING_PHASES, "act")},
-        env_step_seconds=env_step_seconds, train_every=config.train.train_every,
-        replay_frames=workload.replay.capacity, replay_bytes=replay_bytes(workload.replay),
-        replay_on_device=workload.replay.device is not None,
-        peak_rss_bytes=memory.process_peak(), notes=notes,
-        planned=planned_measurements(profile_steps > 0, loop), measured=["phases"],
-    )  # fmt: skip
+        command=command,
+        date=date,
+        preset=config.preset,
+        game=config.env.game,
+        num_actions=num_actions,
+        device=str(device),
+        device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
+        precision=precision_name(dtype),
+        torch_version=torch.__version__,
+        cpu=cpu,
+        repeats=repeats,
+        warmup=warmup,
+        load_average_start=load_start,
+        load_average_end=load_average(),
+        peak_matmul=peaks,
+        phases=phases,
+        env_step_seconds=env_step_seconds,
+        train_every=config.train.train_every,
+        replay_frames=replay.capacity,
+        replay_bytes=ReplayBuffer.bytes_needed(replay.capacity, replay.frames.shape[1:]),
+        replay_on_device=replay.device is not None,
+        peak_rss_bytes=memory.process_peak(),
+        notes=notes,
+        planned=planned_measurements(profile_steps > 0, loop),
+        measured=["phases"],
+    )
     on_figures(result)
 
     if profile_steps > 0:
         log(f"profiling {profile_steps} whole training step(s) and their environment steps")
-        phases = {name: getattr(workload, name) for name in TRAINING_PHASES}
-        phases["act_and_env"] = _ActAndStep(acting, env, config.train.train_every)
+        act_and_env = functools.partial(_act_and_step, acting, env, config.train.train_every)
+        env.reset()
         try:
-            result.profile = profile_phases(phases, device, profile_steps)
+            result.profile = profile_phases(
+                {**training, "act_and_env": act_and_env}, device, profile_steps
+            )
             result.measured.append("profile")
         except Exception as error:  # a profiler that fails here must not cost the loop's figures
             reason = (str(error).strip().splitlines() or [""])[0][:300]
@@ -214,9 +208,9 @@ def run_benchmark(
             log(f"the profile failed ({result.profile['error']}); going on without it")
         result.load_average_end = load_average()
         on_figures(result)
-        del phases
+        del act_and_env
     env.close()
-    del workload, acting  # the loop's runs build their own models and replay
+    del workload, replay, acting, training  # the loop's runs build their own models and replay
     if device.type == "cuda":
         torch.cuda.empty_cache()  # room for the concurrent runs' processes
     if loop is not None:
@@ -224,12 +218,12 @@ def run_benchmark(
         def progress(figures: dict) -> None:
             result.end_to_end = figures
             before_loop = [name for name in result.measured if name in ("phases", "profile")]
-            result.measured = [*before_loop, *_loop_measurements(figures)]
+            loop_done = _loop_measurements(figures["variants"], figures["concurrent"])
+            result.measured = [*before_loop, *loop_done]
             result.load_average_end = load_average()
             on_figures(result)
 
         result.end_to_end = run_end_to_end(
-            config, loop, device, preset=config.preset, overrides=overrides or {}, log=log,
-            on_progress=progress,
-        )  # fmt: skip
+            config, loop, device, overrides=overrides or {}, log=log, on_progress=progress
+        )
     return result

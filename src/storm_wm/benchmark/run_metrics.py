@@ -1,16 +1,15 @@
 """Speed and returns of a training run, read back from its metrics.jsonl.
 
 Each training-metrics record carries `train/steps_per_second`, the steps since the process
-started over the seconds since then. So the time of a record is (step - start) / rate, and the
-rate between two records needs no clock of its own: (step_b - step_a) / (time_b - time_a). The
-same for `train/updates`. This reads any run, live or finished, without touching its loop.
+started over the seconds since then. For a run started at step 0, as those read here are, the
+time of a record is step / rate, and the rate between two records needs no clock of its own:
+(step_b - step_a) / (time_b - time_a). The same for `train/updates`. This reads any run, live
+or finished, without touching its loop.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 
@@ -32,34 +31,14 @@ class WindowRate:
         return {**asdict(self), "steps": self.steps}
 
 
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """The records of a metrics.jsonl (a half-written last line is skipped)."""
-    records = []
-    if not Path(path).is_file():
-        return records
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
-
-
-def timed_records(records: list[dict], start_step: int = 0) -> list[tuple[int, float, float]]:
-    """(step, seconds since training started, updates so far) of each training-metrics record."""
-    timed = []
+def window_rate(records: list[dict], from_step: int) -> WindowRate | None:
+    """The rate from the first training-metrics record at or after `from_step` to the last
+    record; None if there are not two such records."""
+    timed = []  # (step, seconds since training started, updates so far)
     for record in records:
-        rate = record.get("train/steps_per_second")
-        if isinstance(rate, int | float) and rate > 0 and record["step"] > start_step:
-            seconds = (record["step"] - start_step) / rate
-            timed.append((int(record["step"]), seconds, float(record.get("train/updates", 0))))
-    return timed
-
-
-def window_rate(records: list[dict], from_step: int, start_step: int = 0) -> WindowRate | None:
-    """The rate from the first record at or after `from_step` to the last record; None if there
-    are not two such records."""
-    timed = [entry for entry in timed_records(records, start_step) if entry[0] >= from_step]
+        step, rate = record["step"], record.get("train/steps_per_second")
+        if isinstance(rate, int | float) and rate > 0 and step > 0 and step >= from_step:
+            timed.append((int(step), step / rate, float(record.get("train/updates", 0))))
     if len(timed) < 2:
         return None
     (first, first_seconds, first_updates), (last, last_seconds, last_updates) = timed[0], timed[-1]
@@ -67,10 +46,12 @@ def window_rate(records: list[dict], from_step: int, start_step: int = 0) -> Win
     if seconds <= 0:
         return None
     return WindowRate(
-        first_step=first, last_step=last, seconds=seconds,
+        first_step=first,
+        last_step=last,
+        seconds=seconds,
         steps_per_second=(last - first) / seconds,
         updates_per_second=(last_updates - first_updates) / seconds,
-    )  # fmt: skip
+    )
 
 
 def episode_returns(records: list[dict]) -> list[float]:

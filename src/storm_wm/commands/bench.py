@@ -8,13 +8,93 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from storm_wm.config import PRESETS, build_config, parse_overrides
+from storm_wm.config import Config, build_config
 from storm_wm.errors import StormError
+from storm_wm.options import add_config_options, config_overrides, preset_of
 
 if TYPE_CHECKING:
     from storm_wm.benchmark.end_to_end import LoopSettings
+
+
+_OPTIONS: dict[str, dict[str, Any]] = {
+    "--repeats": {
+        "type": int,
+        "default": 5,
+        "least": 1,
+        "help": "timed repetitions (median; default 5)",
+    },
+    "--warmup": {
+        "type": int,
+        "default": 2,
+        "least": 0,
+        "help": "untimed passes first (default 2); the first, always run, counts the FLOPs",
+    },
+    "--threads": {
+        "type": int,
+        "least": 1,
+        "help": "CPU threads for PyTorch (default: PyTorch's, one per core); on a machine shared "
+        "with other jobs fewer threads can be faster",
+    },
+    "--profile": {
+        "action": "store_true",
+        "help": "also profile whole training steps after the timed ones (torch.profiler): per "
+        "phase, and for acting + environment, wall time, device busy time and idle gaps, "
+        "operator calls, kernel launches, host-device synchronisations, the top kernels or "
+        "operators",
+    },
+    "--profile-steps": {
+        "type": int,
+        "default": 3,
+        "least": 1,
+        "metavar": "N",
+        "help": "training steps profiled by --profile (default 3)",
+    },
+    "--loop-steps": {
+        "type": int,
+        "least": 0,
+        "metavar": "N",
+        "help": "also time N environment steps of the real training loop (acting, environment, "
+        "updates, logging, checkpoints) after its warm-up; default: 500 on a GPU, 0 (skip) on a "
+        "CPU, where a paper-preset step takes about half a minute",
+    },
+    "--loop-warmup": {
+        "type": int,
+        "default": 100,
+        "least": 0,
+        "metavar": "N",
+        "help": "environment steps with updates run, untimed, before the loop's timed steps "
+        "(after the preset's random warm-up; default 100)",
+    },
+    "--loop-variants": {
+        "default": "eager,compiled",
+        "metavar": "LIST",
+        "help": "loop variants to time, in one run: eager, compiled (--train.compile true) or "
+        "both (default)",
+    },
+    "--loop-checkpoint-every": {
+        "type": int,
+        "least": 1,
+        "metavar": "N",
+        "help": "checkpoint cadence of the loop's runs (default: half of --loop-steps, at most "
+        "the preset's, so that the timed window holds checkpoints; the preset's own cadence "
+        "times the steady state a run sees between checkpoints)",
+    },
+    "--concurrent": {
+        "default": "",
+        "metavar": "LIST",
+        "help": "also time the loop with this many training processes sharing the device at "
+        "once, e.g. 1,2,4 (measured in the order given): their aggregate environment steps/s "
+        "(default: none)",
+    },
+}
+"""bench's own options, each declared once: what argparse takes, and for a number the least
+value it may have (`least`). The reproducing command line spells them in this order."""
+
+
+def _value(args: argparse.Namespace, option: str) -> Any:
+    return getattr(args, option.removeprefix("--").replace("-", "_"))
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -29,85 +109,35 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "config field can be overridden with a dotted option, e.g. --agent.imagination_batch 256.",
         allow_abbrev=False,
     )
-    parser.add_argument(
-        "--preset", default="atari100k", help=f"one of {', '.join(PRESETS)}; stack with +"
-    )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    parser.add_argument(
-        "--precision", default="auto", help="auto (bf16 on CUDA, fp32 on CPUs), bf16 or fp32"
-    )
-    parser.add_argument(
-        "--repeats", type=int, default=5, help="timed repetitions (median; default 5)"
-    )
-    parser.add_argument(
-        "--warmup", type=int, default=2,
-        help="untimed passes first (default 2); the first, always run, counts the FLOPs",
-    )  # fmt: skip
-    parser.add_argument(
-        "--threads", type=int, default=None,
-        help="CPU threads for PyTorch (default: PyTorch's, one per core); on a machine shared "
-        "with other jobs fewer threads can be faster",
-    )  # fmt: skip
-    parser.add_argument(
-        "--profile", action="store_true",
-        help="also profile whole training steps after the timed ones (torch.profiler): per "
-        "phase, and for acting + environment, wall time, device busy time and idle gaps, "
-        "operator calls, kernel launches, host-device synchronisations, the top kernels or "
-        "operators",
-    )  # fmt: skip
-    parser.add_argument(
-        "--profile-steps", type=int, default=3, metavar="N",
-        help="training steps profiled by --profile (default 3)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--loop-steps", type=int, default=None, metavar="N",
-        help="also time N environment steps of the real training loop (acting, environment, "
-        "updates, logging, checkpoints) after its warm-up; default: 500 on a GPU, 0 (skip) on a "
-        "CPU, where a paper-preset step takes about half a minute",
-    )  # fmt: skip
-    parser.add_argument(
-        "--loop-warmup", type=int, default=100, metavar="N",
-        help="environment steps with updates run, untimed, before the loop's timed steps (after "
-        "the preset's random warm-up; default 100)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--loop-variants", default="eager,compiled", metavar="LIST",
-        help="loop variants to time, in one run: eager, compiled (--train.compile true) or both "
-        "(default)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--loop-checkpoint-every", type=int, default=None, metavar="N",
-        help="checkpoint cadence of the loop's runs (default: half of --loop-steps, at most the "
-        "preset's, so that the timed window holds checkpoints; the preset's own cadence times "
-        "the steady state a run sees between checkpoints)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--concurrent", default="", metavar="LIST",
-        help="also time the loop with this many training processes sharing the device at once, "
-        "e.g. 1,2,4 (measured in the order given): their aggregate environment steps/s "
-        "(default: none)",
-    )  # fmt: skip
+    add_config_options(parser, device=True)
+    for option, settings in _OPTIONS.items():
+        parser.add_argument(option, **{key: settings[key] for key in settings if key != "least"})
     parser.add_argument(
         "--json", type=Path, default=None, metavar="FILE", help="also write every figure as JSON"
     )
     parser.set_defaults(func=run, accepts_overrides=True)
 
 
-def _command_line(args: argparse.Namespace) -> str:
+def _check_least_values(args: argparse.Namespace) -> None:
+    for option, settings in _OPTIONS.items():
+        value, least = _value(args, option), settings.get("least")
+        if least is not None and value is not None and value < least:
+            bound = "0 or more" if least == 0 else f"at least {least}"
+            raise StormError(f"{option} must be {bound}")
+
+
+def _command_line(args: argparse.Namespace, config: Config) -> str:
     """The command that reproduces this run, every option spelled out."""
-    words = [
-        "storm-wm", "bench", "--preset", args.preset, "--device", args.device,
-        "--precision", args.precision, "--repeats", str(args.repeats),
-        "--warmup", str(args.warmup),
-        *(["--threads", str(args.threads)] if args.threads is not None else []),
-        *(["--profile", "--profile-steps", str(args.profile_steps)] if args.profile else []),
-        *(["--loop-steps", str(args.loop_steps)] if args.loop_steps is not None else []),
-        "--loop-warmup", str(args.loop_warmup), "--loop-variants", args.loop_variants,
-        *(["--loop-checkpoint-every", str(args.loop_checkpoint_every)]
-          if args.loop_checkpoint_every is not None else []),
-        *(["--concurrent", args.concurrent] if args.concurrent else []), *args.overrides,
-    ]  # fmt: skip
-    return shlex.join(words)
+    words = ["storm-wm", "bench", "--preset", config.preset, "--device", config.device]
+    words += ["--precision", config.precision]
+    for option in _OPTIONS:
+        value = _value(args, option)
+        if value is None or value is False or value == "":
+            continue
+        if option == "--profile-steps" and not args.profile:
+            continue
+        words += [option] if value is True else [option, str(value)]
+    return shlex.join(words + args.overrides)
 
 
 def _counts(text: str) -> tuple[int, ...]:
@@ -127,11 +157,6 @@ def loop_settings(args: argparse.Namespace, device) -> LoopSettings | None:
     steps = args.loop_steps
     if steps is None:
         steps = 0 if device.type == "cpu" else 500
-    if steps < 0 or args.loop_warmup < 0:
-        raise StormError("--loop-steps and --loop-warmup must be 0 or more")
-    checkpoint_every = args.loop_checkpoint_every
-    if checkpoint_every is not None and checkpoint_every < 1:
-        raise StormError("--loop-checkpoint-every must be at least 1")
     variants = tuple(word.strip() for word in args.loop_variants.split(",") if word.strip())
     unknown = [variant for variant in variants if variant not in VARIANTS]
     if unknown or not variants:
@@ -141,7 +166,7 @@ def loop_settings(args: argparse.Namespace, device) -> LoopSettings | None:
         if concurrent:
             raise StormError("--concurrent times the training loop: give --loop-steps N too")
         return None
-    return LoopSettings(steps, args.loop_warmup, variants, concurrent, checkpoint_every)
+    return LoopSettings(steps, args.loop_warmup, variants, concurrent, args.loop_checkpoint_every)
 
 
 def _log(message: str) -> None:
@@ -152,28 +177,20 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from storm_wm.atomic import write_text_atomically
+    from storm_wm.benchmark.results import format_table
     from storm_wm.benchmark.run import run_benchmark
-    from storm_wm.benchmark.table import format_table
     from storm_wm.device import choose_precision, resolve_device
 
-    if args.repeats < 1 or args.warmup < 0:
-        raise StormError("--repeats must be at least 1 and --warmup at least 0")
-    if args.profile_steps < 1:
-        raise StormError("--profile-steps must be at least 1")
+    _check_least_values(args)
     if args.threads is not None:
-        if args.threads < 1:
-            raise StormError("--threads must be at least 1")
         torch.set_num_threads(args.threads)
     if args.json is not None and not args.json.parent.is_dir():
         raise StormError(
             f"--json {args.json}: directory {args.json.parent} does not exist; create it first"
         )
-    overrides = {
-        **parse_overrides(args.overrides),
-        "device": args.device,
-        "precision": args.precision,
-    }
-    config = build_config(args.preset, overrides)
+    config = build_config(preset_of(args), config_overrides(args))
+    # The concurrent runs rebuild this config: from the preset and these, device included.
+    overrides = {**config_overrides(args), "device": config.device, "precision": config.precision}
     device = resolve_device(config.device)
     precision = choose_precision(config.precision, device)
     loop = loop_settings(args, device)  # refuses bad loop options before anything is printed
@@ -187,11 +204,18 @@ def run(args: argparse.Namespace) -> int:
             write_text_atomically(args.json, json.dumps(result.to_dict(), indent=2) + "\n")
 
     result = run_benchmark(
-        config, device, dtype, repeats=args.repeats, warmup=args.warmup,
+        config,
+        device,
+        dtype,
+        repeats=args.repeats,
+        warmup=args.warmup,
         profile_steps=args.profile_steps if args.profile else 0,
-        command=_command_line(args), log=_log, loop=loop, overrides=overrides,
+        command=_command_line(args, config),
+        log=_log,
+        loop=loop,
+        overrides=overrides,
         on_figures=write_json,
-    )  # fmt: skip
+    )
     print(format_table(result))
     write_json(result)
     return 0

@@ -6,7 +6,8 @@ import argparse
 import json
 import textwrap
 
-from storm_wm.config import PRESETS, build_config
+from storm_wm.config import build_config, settings, type_name
+from storm_wm.options import add_config_options, preset_of
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -17,9 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--SECTION.FIELD VALUE) with its type, its value under the preset and what it means.",
         allow_abbrev=False,
     )
-    parser.add_argument(
-        "--preset", default="atari100k", help=f"one of {', '.join(PRESETS)}; stack with +"
-    )
+    add_config_options(parser)
     parser.add_argument(
         "--json", action="store_true", help="one JSON object per field instead of text"
     )
@@ -33,18 +32,16 @@ def _show(value) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from storm_wm.config_docs import field_docs
-
-    rows = field_docs(build_config(args.preset))
+    config = build_config(preset_of(args))
     if args.json:
-        for row in rows:
-            value = list(row.value) if isinstance(row.value, tuple) else row.value
-            record = {"name": row.name, "type": row.type, "value": value, "doc": row.doc}
-            print(json.dumps(record))
+        for setting in settings():
+            value = setting.value(config)
+            value = list(value) if isinstance(value, tuple) else value
+            record = {"name": setting.name, "type": type_name(setting.kind), "value": value}
+            print(json.dumps({**record, "doc": setting.meaning}))
         return 0
-    print(f"config fields under --preset {args.preset} (set any with --SECTION.FIELD VALUE):")
-    for row in rows:
-        print(f"\n--{row.name} {_show(row.value)}  ({row.type})")
-        if row.doc:
-            print(textwrap.indent(textwrap.fill(" ".join(row.doc.split()), 88), "    "))
+    print(f"config fields under --preset {config.preset} (set any with --SECTION.FIELD VALUE):")
+    for setting in settings():
+        print(f"\n--{setting.name} {_show(setting.value(config))}  ({type_name(setting.kind)})")
+        print(textwrap.indent(textwrap.fill(" ".join(setting.meaning.split()), 88), "    "))
     return 0

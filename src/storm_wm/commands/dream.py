@@ -5,28 +5,39 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from storm_wm.errors import StormError
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "dream", help="video: real frames, reconstructions and the model's dream side by side",
+        "dream",
+        help="video: real frames, reconstructions and the model's dream side by side",
         allow_abbrev=False,
         description="The agent plays the real game; the world model sees the first --context "
         "frames, then imagines the rest open loop under the same actions. The video shows the "
         "real frames, the model's reconstructions and its imagination side by side, with the "
         "real and predicted rewards under each frame. When an episode ends the next one "
         "follows, as in the training replay. See docs/visualize.md.",
-    )  # fmt: skip
+    )
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     parser.add_argument("--steps", type=int, default=64, help="imagined steps after the context")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="video file, .mp4 or .gif (default: RUN_DIR/dream.mp4)")  # fmt: skip
-    parser.add_argument("--context", type=int, default=None,
-                        help="real frames the model sees first (default: the run's "
-                        "agent.context_length, what its imagination starts from)")  # fmt: skip
-    parser.add_argument("--start", type=int, default=0,
-                        help="episode steps the agent plays before the context begins")  # fmt: skip
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="video file, .mp4 or .gif (default: RUN_DIR/dream.mp4)",
+    )
+    parser.add_argument(
+        "--context",
+        type=int,
+        default=None,
+        help="real frames the model sees first (default: the run's "
+        "agent.context_length, what its imagination starts from)",
+    )
+    parser.add_argument(
+        "--start",
+        type=int,
+        default=0,
+        help="episode steps the agent plays before the context begins",
+    )
     parser.add_argument(
         "--checkpoint", type=int, default=None, metavar="STEP", help="default: the newest"
     )
@@ -38,22 +49,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from storm_wm.persistence.agent import check_run_dir
     from storm_wm.visualize.record import make_dream_video
     from storm_wm.visualize.video import check_video_path
     from storm_wm.writable import check_writable
 
     out = args.out if args.out is not None else args.run_dir / "dream.mp4"
     check_video_path(out)
-    if not args.run_dir.is_dir():
-        raise StormError(
-            f"{args.run_dir} is not a directory; give the run directory written by train"
-        )
+    check_run_dir(args.run_dir)
     check_writable(out)  # before the episode is played and the video composed, not after
     video = make_dream_video(
-        args.run_dir, out, steps=args.steps, context=args.context, skip=args.start,
-        checkpoint=args.checkpoint, seed=args.seed, fps=args.fps, scale=args.scale,
+        args.run_dir,
+        out,
+        steps=args.steps,
+        context=args.context,
+        skip=args.start,
+        checkpoint=args.checkpoint,
+        seed=args.seed,
+        fps=args.fps,
+        scale=args.scale,
         device=args.device,
-    )  # fmt: skip
+    )
     rollout = video.rollout
     height, width = video.frame_size
     imagined = len(rollout) - rollout.context

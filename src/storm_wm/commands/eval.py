@@ -7,54 +7,77 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, get_args
 
-from storm_wm.errors import StormError
+from storm_wm.config import Bookkeeping, Protocol
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "eval", help="evaluate a trained run", allow_abbrev=False,
+        "eval",
+        help="evaluate a trained run",
+        allow_abbrev=False,
         description="Play whole episodes with a run's checkpoint (sampled actions, as in the "
         "paper) and write RUN_DIR/eval.json with every return, the mean, the "
         "human-normalized score and the world model's open-loop k-step errors on windows of "
         "these episodes (k = 1, 5, 15). Ctrl-C writes the episodes finished so far, marked "
         "partial.",
-    )  # fmt: skip
+    )
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     parser.add_argument(
-        "--episodes", type=int, default=None,
+        "--episodes",
+        type=int,
+        default=None,
         help="episodes to keep (default: the run's train.eval_episodes)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--envs", type=int, default=None, metavar="N",
+        "--envs",
+        type=int,
+        default=None,
+        metavar="N",
         help="environments playing at once; a finished one starts the next episode "
         "(default: 5 with --bookkeeping released, else up to 16)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--bookkeeping", choices=("whole", "released"), default=None,
+        "--bookkeeping",
+        choices=get_args(Bookkeeping),
+        default=None,
         help="whole: every episode played to its end, every reward counted (unbiased); "
         "released: the authors' eval script, the first episodes to finish kept and each final "
         "reward carried into the env's next episode (default: the run's train.eval_bookkeeping)",
-    )  # fmt: skip
-    parser.add_argument("--protocol", choices=("storm", "standard"), default=None,
-                        help="default: the protocol the run trained with")  # fmt: skip
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=get_args(Protocol),
+        default=None,
+        help="default: the protocol the run trained with",
+    )
     parser.add_argument("--greedy", action="store_true", help="argmax actions instead of sampling")
     parser.add_argument(
         "--checkpoint", type=int, default=None, metavar="STEP", help="default: the newest"
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument(
-        "--seed", type=int, default=None,
+        "--seed",
+        type=int,
+        default=None,
         help="reset episode k with seed SEED + k (default: seeds drawn from the run's seed)",
-    )  # fmt: skip
-    parser.add_argument("--out", type=Path, default=None, metavar="FILE",
-                        help="where the results go (default: RUN_DIR/eval.json)")  # fmt: skip
+    )
     parser.add_argument(
-        "--diagnostic-windows", type=int, default=256, metavar="N",
+        "--out",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="where the results go (default: RUN_DIR/eval.json)",
+    )
+    parser.add_argument(
+        "--diagnostic-windows",
+        type=int,
+        default=256,
+        metavar="N",
         help="windows of the episodes on which to measure the world model's k-step errors "
         "(0: skip)",
-    )  # fmt: skip
+    )
     parser.add_argument("--no-progress", action="store_true", help="print no progress line")
     parser.set_defaults(func=run)
 
@@ -106,25 +129,29 @@ class Progress:
 
 
 def run(args: argparse.Namespace) -> int:
-    from storm_wm.config import Config
     from storm_wm.evaluation import EvaluationInterrupted, evaluate
+    from storm_wm.persistence.agent import check_run_dir, load_agent
+    from storm_wm.writable import check_writable
 
-    if not args.run_dir.is_dir():
-        raise StormError(
-            f"{args.run_dir} is not a directory; give the run directory written by train"
-        )
+    check_run_dir(args.run_dir)
     out = args.out if args.out is not None else args.run_dir / "eval.json"
-    requested = args.episodes
-    if requested is None:
-        requested = Config.load(args.run_dir / "config.json").train.eval_episodes
+    check_writable(out)  # before minutes of play, not after
+    agent = load_agent(args.run_dir, args.checkpoint, args.device)
+    requested = args.episodes or agent.config.train.eval_episodes
     progress = None if args.no_progress else Progress(sys.stderr, requested)
     try:
         result = evaluate(
-            args.run_dir, args.episodes, protocol=args.protocol, greedy=args.greedy,
-            step=args.checkpoint, device=args.device, seed=args.seed,
-            diagnostic_windows=args.diagnostic_windows, envs=args.envs,
-            bookkeeping=args.bookkeeping, out=out, on_episode=progress,
-        )  # fmt: skip
+            agent,
+            args.episodes,
+            protocol=args.protocol,
+            greedy=args.greedy,
+            seed=args.seed,
+            diagnostic_windows=args.diagnostic_windows,
+            envs=args.envs,
+            bookkeeping=args.bookkeeping,
+            out=out,
+            on_episode=progress,
+        )
     except EvaluationInterrupted as stop:
         if progress is not None:
             progress.close()

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from storm_wm.config import PRESETS, build_config
+from storm_wm.config import build_config
+from storm_wm.options import add_config_options, preset_of
 
 
 def parameter_counts(config, num_actions: int) -> dict[str, int]:
     import torch
 
-    from storm_wm.training.trainer import build_models
+    from storm_wm.models.agent import build_models
 
     models = build_models(config, num_actions, torch.device("cpu"))
     world_model, actor_critic = models.world_model, models.actor_critic
@@ -36,11 +37,13 @@ def parameter_counts(config, num_actions: int) -> dict[str, int]:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "info", help="parameter counts", allow_abbrev=False,
+        "info",
+        help="parameter counts",
+        allow_abbrev=False,
         description="Print the parameter count of every component for a game's action count.",
-    )  # fmt: skip
+    )
     parser.add_argument("--game", default=None)
-    parser.add_argument("--preset", default="atari100k", help=f"one of {', '.join(PRESETS)}")
+    add_config_options(parser)
     parser.add_argument("--actions", type=int, default=None, help="override the action count")
     parser.add_argument("--json", action="store_true", help="print a JSON object")
     parser.set_defaults(func=run)
@@ -50,11 +53,11 @@ def run(args: argparse.Namespace) -> int:
     from storm_wm.envs import make_env, resolve_game
 
     overrides = {"env.game": args.game} if args.game else {}
-    config = build_config(args.preset, overrides)
+    config = build_config(preset_of(args), overrides)
     spec = resolve_game(config.env.game)
     num_actions = args.actions
     if num_actions is None:
-        env = make_env(spec, protocol=config.env.protocol, image_size=config.env.image_size)
+        env = make_env(config.env)
         num_actions = int(env.action_space.n)
         env.close()
     counts = parameter_counts(config, num_actions)

@@ -85,24 +85,23 @@ def _one_run_per_seed(runs: Sequence[RunResult]) -> list[RunResult]:
     the one evaluated at the later step, then the one evaluated last, then the first given."""
 
     def preference(result: RunResult) -> tuple[int, float]:
-        step = result.evaluation.step if result.evaluation is not None else None
         try:
             evaluated = (result.path / "eval.json").stat().st_mtime
         except OSError:
             evaluated = 0.0
-        return (step if step is not None else -1, evaluated)
+        return (result.step if result.step is not None else -1, evaluated)
 
     kept: dict[tuple[str, int], RunResult] = {}
     for result in runs:
         if result.seed is None:
             continue
         key = (result.game, result.seed)
-        if key not in kept:
-            kept[key] = result
+        first = kept.setdefault(key, result)
+        if first is result:
             continue
         # Stable: on a tie the run given first stays first.
-        winner, loser = sorted((kept[key], result), key=preference, reverse=True)
-        (step, evaluated), (other_step, other_evaluated) = preference(winner), preference(loser)
+        winner, loser = sorted((first, result), key=preference, reverse=True)
+        (step, evaluated), (other_step, other_evaluated) = map(preference, (winner, loser))
         if step != other_step:
             why = f"evaluated at step {step}, the other at step {other_step}"
         elif evaluated != other_evaluated:
@@ -130,14 +129,12 @@ def _usable_runs(paths: Sequence[Path]) -> list[RunResult]:
     runs = []
     skipped = []
     for path in paths:
-        if not has_eval(path) and not any(child.is_dir() and has_eval(child) for child in
-                                           path.iterdir()):  # fmt: skip
+        if not has_eval(path) and not any(has_eval(child) for child in path.iterdir()):
             _say(f"skipping {path}: no eval.json (evaluate it with `{command('eval', path)}`)")
             skipped.append(path)
             continue
         result = load_run(path)  # a directory of run directories fails with a hint
-        evaluation = result.evaluation
-        if evaluation is not None and evaluation.partial:
+        if result.partial:
             _say(
                 f"skipping {path}: its eval.json is partial (interrupted); re-run "
                 f"`{command('eval', path)}`"
@@ -146,7 +143,7 @@ def _usable_runs(paths: Sequence[Path]) -> list[RunResult]:
             continue
         if result.stale:
             _say(
-                f"warning: {path}/eval.json scores step {evaluation.step}, but the run reached "
+                f"warning: {path}/eval.json scores step {result.step}, but the run reached "
                 f"step {result.last_step}; re-run `{command('eval', path)}` for its final score"
             )
         runs.append(result)
@@ -165,43 +162,41 @@ def _paper_sized(preset: str) -> bool:
     return all(part in ("atari100k", "released", "?") for part in preset.split("+"))
 
 
-def _describe_setup(key: tuple[str, str, str, bool], varying: Sequence[int]) -> str:
+def _setup_words(key: tuple[str, str, str, bool], varying: Sequence[int]) -> list[str]:
+    """What tells a setup (a `RunResult.method_key`) from the others: the parts `varying`."""
     preset, protocol, bookkeeping, comparable = key
-    parts = [
+    words = [
         f"preset {preset}",
         f"{protocol} protocol",
         f"{bookkeeping} bookkeeping",
         "full-length episodes" if comparable else "capped episodes",
     ]
-    return ", ".join(parts[index] for index in varying)
+    return [words[index] for index in varying]
 
 
-def _group_runs(
-    runs: Sequence[RunResult], label: str, include_capped: bool
-) -> list[tuple[Method, list[RunResult]]]:
+def _group_runs(runs: Sequence[RunResult], label: str, include_capped: bool) -> list[Method]:
     """Our runs as methods. Runs of one game from different setups (preset, protocol, eval
     bookkeeping, episode cap) are never averaged as seeds of one method: when a game has
-    runs of two setups, every setup becomes a method of its own."""
+    runs of two setups, every setup becomes a method of its own. A method is named after what
+    sets it apart, and after its preset when that is not the paper's."""
     from storm_wm.analysis.report import Method
     from storm_wm.analysis.scores import has_normalizers
 
     groups: dict[tuple[str, str, str, bool], list[RunResult]] = {}
     for result in runs:
         groups.setdefault(result.method_key, []).append(result)
-    setups_of_game: dict[str, set] = {}
-    for result in runs:
-        setups_of_game.setdefault(result.game, set()).add(result.method_key)
-    presets = {result.method_key[0] for result in runs}
-    if all(len(setups) == 1 for setups in setups_of_game.values()):
-        groups = {("", "", "", True): list(runs)}
-        keys = list(groups)
-        varying: list[int] = []
-    else:
-        keys = sorted(groups, key=lambda key: (not key[3], -len(groups[key]), key))
-        varying = [index for index in range(4) if len({key[index] for key in keys}) > 1]
-        if 0 not in varying and not _paper_sized(keys[0][0]):
-            varying.insert(0, 0)  # a preset of other sizes is named even when all share it
-        described = "; ".join(f"[{_describe_setup(key, varying)}]" for key in keys)
+    if len({(result.game, result.method_key) for result in runs}) == len(
+        {result.game for result in runs}
+    ):
+        # One setup per game: one method, named by its preset if all runs share it ("?" if not).
+        presets = {key[0] for key in groups}
+        groups = {(presets.pop() if len(presets) == 1 else "?", "", "", True): list(runs)}
+    keys = sorted(groups, key=lambda key: (not key[3], -len(groups[key]), key))
+    varying = [index for index in range(4) if len({key[index] for key in keys}) > 1]
+    if 0 not in varying and not _paper_sized(keys[0][0]):
+        varying.insert(0, 0)  # a preset of other sizes is named even when all share it
+    if len(keys) > 1:
+        described = "; ".join(f"[{', '.join(_setup_words(key, varying))}]" for key in keys)
         _say(f"runs of {len(keys)} setups are reported as separate methods: {described}")
     methods = []
     for key in keys:
@@ -210,31 +205,22 @@ def _group_runs(
         capped: dict[str, str] = {}
         for result in members:
             scores.setdefault(result.game, []).append(result.score)
-            evaluation = result.evaluation
-            if evaluation is not None and evaluation.capped and has_normalizers(result.game):
-                capped[result.game] = evaluation.capped_reason
-        name = label if len(keys) == 1 else f"{label} [{_describe_setup(key, varying)}]"
-        if len(keys) == 1 and len(presets) == 1 and not _paper_sized(next(iter(presets))):
-            name = f"{label} [preset {next(iter(presets))}]"  # never read as the paper's STORM
+            if result.capped and has_normalizers(result.game):
+                capped[result.game] = result.capped_reason
+        words = _setup_words(key, varying)
         origin = "from run directories (the `mean` of each eval.json)"
         if include_capped and capped:
             origin += f"; capped episodes on {', '.join(sorted(capped))}, included as asked"
             capped = {}
-            if "capped episodes" not in name:  # never labelled like a comparable method
-                name = (
-                    f"{name[:-1]}, capped episodes]"
-                    if name.endswith("]")
-                    else f"{name} [capped episodes]"
-                )
-        methods.append((Method(name, scores, origin, capped=capped), members))
+            if "capped episodes" not in words:  # never labelled like a comparable method
+                words.append("capped episodes")
+        name = f"{label} [{', '.join(words)}]" if words else label
+        methods.append(Method(name, scores, origin, capped=capped, runs=tuple(members)))
     return methods
 
 
-def _load_inputs(
-    args: argparse.Namespace,
-) -> tuple[list[RunResult], list[tuple[str, list[RunResult]]], list[Method]]:
-    """Our runs, each of our methods' label and runs (for learning curves), and the methods to
-    report: ours (one per setup), score files, references."""
+def _load_inputs(args: argparse.Namespace) -> list[Method]:
+    """The methods to report: ours (one per setup), score files, references."""
     from storm_wm.analysis.report import Method
     from storm_wm.analysis.scores import REFERENCE_LABELS, load_reference, load_score_file
 
@@ -259,14 +245,7 @@ def _load_inputs(
         else:
             score_files.append(Method(path.stem, load_score_file(path), f"from score file {path}"))
     runs = _usable_runs(run_paths)
-
-    methods = []
-    curve_groups: list[tuple[str, list[RunResult]]] = []
-    if runs:
-        groups = _group_runs(runs, args.label, args.include_capped)
-        curve_groups = [(method.label, members) for method, members in groups]
-        runs = [result for _, members in groups for result in members]
-        methods += [method for method, _ in groups]
+    methods = _group_runs(runs, args.label, args.include_capped) if runs else []
     methods += score_files
     for name, scores in references:
         origin = f"published scores ({name}.json in the package data)"
@@ -277,27 +256,26 @@ def _load_inputs(
             raise StormError(
                 f"two methods are named {label!r}; rename the score file or pick another --label"
             )
-    return runs, curve_groups, methods
+    return methods
 
 
 def run(args: argparse.Namespace) -> int:
     """Load the inputs, compute the report, write it to --out, and print where it is."""
     from storm_wm.analysis.output import write_report
     from storm_wm.analysis.report import build_report
+    from storm_wm.extras import available
 
     if args.bootstrap_samples < 1:
         raise StormError("--bootstrap-samples must be at least 1 (5000 is the usual choice)")
     if args.curve_bins < 1:
         raise StormError("--curve-bins must be at least 1")
-    runs, curve_groups, methods = _load_inputs(args)
+    methods = _load_inputs(args)
     report = build_report(
         methods[0],
         methods[1:],
-        runs,
         bootstrap_samples=args.bootstrap_samples,
         seed=args.seed,
         curve_bins=args.curve_bins,
-        curve_groups=curve_groups,
     )
     try:
         written = write_report(report, args.out)
@@ -306,4 +284,6 @@ def run(args: argparse.Namespace) -> int:
             f"cannot write the report to {args.out} ({error}); pick another --out"
         ) from None
     print(f"wrote {written[0]} and {len(written) - 1} more files to {Path(args.out)}/")
+    if not available("matplotlib"):
+        _say("plots not drawn: matplotlib is not installed; pip install 'storm-wm[plots]'")
     return 0

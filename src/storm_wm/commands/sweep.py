@@ -5,32 +5,33 @@ from __future__ import annotations
 import argparse
 import math
 import signal
+import sys
 from pathlib import Path
 
-from storm_wm.config import PRESETS
+from storm_wm.commands import report
 from storm_wm.errors import StormError
+from storm_wm.options import add_config_options, preset_of
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the `sweep` sub-command."""
     parser = subparsers.add_parser(
-        "sweep", help="train and evaluate many games x seeds, locally or on a Ray cluster",
+        "sweep",
+        help="train and evaluate many games x seeds, locally or on a Ray cluster",
         allow_abbrev=False,
         description="Train then evaluate one run per (game, seed) under the sweep directory, "
         "as many at once as the machine or Ray cluster has room for. Re-running the same "
         "command skips finished runs and resumes the others from their checkpoints; at the end "
         "the report of all finished runs is written to SWEEP_DIR/report. Any other option "
         "(e.g. --train.steps 500, --device cuda) is passed to every `storm-wm train`.",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--games",
         required=True,
         help="atari26 (the Atari 100k benchmark) or a list: Pong,Boxing,toy:catch",
     )
     parser.add_argument("--seeds", default="1-5", help="e.g. 1-5 or 1,3,7 (default: 1-5)")
-    parser.add_argument(
-        "--preset", default="atari100k", help=f"one of {', '.join(PRESETS)}; stack with +"
-    )
+    add_config_options(parser)
     parser.add_argument(
         "--steps", type=int, default=None, help="environment steps per run (default: the preset's)"
     )
@@ -89,18 +90,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="times a failed run is retried before it is reported (default: 2)",
     )
-    parser.set_defaults(func=run, accepts_overrides=True)  # fmt: skip
-
-
-def check_gpus_per_run(gpus: float | None) -> None:
-    """A share of one GPU, (0, 1], or a whole number of GPUs (0: none); Ray asks the same."""
-    if gpus is None:
-        return
-    if not math.isfinite(gpus) or gpus < 0 or (gpus > 1 and not gpus.is_integer()):
-        raise StormError(
-            f"--gpus-per-run {gpus:g}: give a share of one GPU from 0 to 1 (0.25 puts four runs "
-            "on each GPU) or a whole number of GPUs per run"
-        )
+    parser.set_defaults(func=run, accepts_overrides=True)
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
@@ -108,7 +98,14 @@ def _check_arguments(args: argparse.Namespace) -> None:
         raise StormError("--address names a Ray cluster; add --backend ray")
     if args.cpus_per_run < 1:
         raise StormError(f"--cpus-per-run must be at least 1, got {args.cpus_per_run}")
-    check_gpus_per_run(args.gpus_per_run)
+    gpus = args.gpus_per_run  # a share of one GPU, or a whole number of GPUs: as Ray asks
+    if gpus is not None and (
+        not math.isfinite(gpus) or gpus < 0 or (gpus > 1 and not gpus.is_integer())
+    ):
+        raise StormError(
+            f"--gpus-per-run {gpus:g}: give a share of one GPU from 0 to 1 (0.25 puts four runs "
+            "on each GPU) or a whole number of GPUs per run"
+        )
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise StormError(f"--max-concurrent must be at least 1, got {args.max_concurrent}")
     if args.retries < 0:
@@ -117,20 +114,27 @@ def _check_arguments(args: argparse.Namespace) -> None:
 
 def _make_backend(args: argparse.Namespace, run_count: int):
     if args.backend == "ray":
-        from storm_wm.sweep.ray_backend import RayBackend
+        from storm_wm.sweep.backends import RayBackend
 
-        return RayBackend(args.address, args.cpus_per_run, args.gpus_per_run,
-                          args.max_concurrent, run_count)  # fmt: skip
-    from storm_wm.sweep.local import LocalBackend
+        return RayBackend(
+            args.address, args.cpus_per_run, args.gpus_per_run, args.max_concurrent, run_count
+        )
+    from storm_wm.sweep.backends import LocalBackend
 
     return LocalBackend(args.cpus_per_run, args.gpus_per_run, args.max_concurrent)
 
 
 def _write_report(run_dirs: list[Path], out: Path) -> bool:
-    """The aggregate report of the finished runs, by the report command itself."""
-    from storm_wm.cli import main
-
-    return main(["report", *(str(run_dir) for run_dir in run_dirs), "--out", str(out)]) == 0
+    """The aggregate report of the finished runs, by the report command itself (its error,
+    if any, printed as `storm-wm report` prints it)."""
+    parser = argparse.ArgumentParser(prog="storm-wm")
+    report.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["report", *(str(run_dir) for run_dir in run_dirs), "--out", str(out)])
+    try:
+        return report.run(args) == 0
+    except StormError as error:
+        print(f"storm-wm report: error: {error}", file=sys.stderr)
+        return False
 
 
 def _raise_interrupt(signum, frame) -> None:
@@ -141,20 +145,25 @@ def run(args: argparse.Namespace) -> int:
     """Plan, lock the sweep directory, run everything, summarize, and write the report."""
     from storm_wm.sweep.driver import run_sweep
     from storm_wm.sweep.plan import plan_sweep
-    from storm_wm.sweep.progress import ProgressDisplay, format_duration, plural
+    from storm_wm.sweep.progress import ProgressDisplay
     from storm_wm.sweep.state import SweepState, sweep_lock
+    from storm_wm.text import format_duration, plural
 
     _check_arguments(args)
     plan = plan_sweep(
-        games_text=args.games, seeds_text=args.seeds, preset=args.preset, steps=args.steps,
-        eval_episodes=args.eval_episodes, train_options=list(args.overrides), sweep_dir=args.out,
-    )  # fmt: skip
+        games_text=args.games,
+        seeds_text=args.seeds,
+        preset=preset_of(args),
+        steps=args.steps,
+        eval_episodes=args.eval_episodes,
+        train_options=list(args.overrides),
+        sweep_dir=args.out,
+    )
     display = ProgressDisplay()
     games = plural(len(plan.arguments["games"]), "game")
     seeds = plural(len(plan.arguments["seeds"]), "seed")
     with sweep_lock(plan.sweep_dir):
-        names = {run.name: (run.game, run.seed) for run in plan.runs}
-        state = SweepState.open(plan.sweep_dir, plan.arguments, names)
+        state = SweepState.open(plan)
         backend = _make_backend(args, len(plan.runs))
         # Installed after the backend starts: ray.init sets a SIGTERM handler of its own.
         previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -178,9 +187,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"storm-wm sweep: {summary} in {format_duration(result.seconds)} -> {plan.sweep_dir}")
     for tracker in result.failed:
         record = tracker.record
-        print(f"  failed: {tracker.run.name} after {plural(record.attempts, 'attempt')}: "
-              f"{record.error}"
-              + (f" (log: {record.log})" if record.log else ""))  # fmt: skip
+        print(
+            f"  failed: {tracker.run.name} after {plural(record.attempts, 'attempt')}: "
+            f"{record.error}" + (f" (log: {record.log})" if record.log else "")
+        )
     if result.finished:
         report_dir = plan.sweep_dir / "report"
         if not _write_report([tracker.run.run_dir for tracker in result.finished], report_dir):

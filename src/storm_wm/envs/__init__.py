@@ -4,6 +4,6 @@ Dependency-light on purpose: envs never import models or the trainer.
 """
 
 from storm_wm.envs.catalog import GameSpec, resolve_game
-from storm_wm.envs.factory import make_env, make_vector_env
+from storm_wm.envs.factory import action_meanings, make_env
 
-__all__ = ["GameSpec", "make_env", "make_vector_env", "resolve_game"]
+__all__ = ["GameSpec", "action_meanings", "make_env", "resolve_game"]

@@ -1,29 +1,22 @@
-"""Atari through the ALE, preprocessed the way the README's two evaluation protocols say
-("Environments").
-
-gymnasium's ``AtariPreprocessing`` is not used: when an episode ends in the middle of a
-frame skip it returns the previous step's frame instead of the last frames actually played,
-so the terminal observation the world model learns from would be stale.
-
-Sticky actions are drawn here, not by the ALE. The ALE keeps the action it played on the last
-frame (the one a sticky frame repeats) outside the state that ``cloneState`` saves, so an
-emulator restored from a checkpoint repeated a different action than the run left alone and
-the game drifted apart within frames. Drawn by the wrapper, from the env's NumPy generator
-and with the previous action kept as a plain attribute, the whole environment state is ours
-to save (persistence/env_state.py), and a resumed episode continues exactly.
+"""Atari through the ALE, preprocessed as the two evaluation protocols say, with sticky actions
+drawn by our frame-skip wrapper so that a checkpoint saves the whole environment state
+(docs/algorithm.md#2-observations-and-environments says why, and why not
+gymnasium's ``AtariPreprocessing``).
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, SupportsFloat
+from typing import Any, SupportsFloat, get_args
 
 import ale_py
 import cv2
 import gymnasium as gym
 import numpy as np
 from ale_py.registration import rom_id_to_name
+
+from storm_wm.config import LifeLossRule, Protocol
 
 gym.register_envs(ale_py)
 
@@ -36,7 +29,7 @@ NOOP_ACTION = 0
 
 @dataclass(frozen=True)
 class AtariProtocol:
-    """How an evaluation protocol configures the ALE (README, "Environments")."""
+    """How an evaluation protocol configures the ALE (docs/algorithm.md, section 2)."""
 
     repeat_action_probability: float
     """Sticky actions: chance that each emulator frame repeats the previous frame's action."""
@@ -44,7 +37,7 @@ class AtariProtocol:
     """Reset plays a uniform 1..noop_max NOOP frames; 0 turns no-op starts off."""
 
 
-PROTOCOLS: dict[str, AtariProtocol] = {
+PROTOCOLS: dict[Protocol, AtariProtocol] = {
     # What the STORM authors ran: the v5 default sticky actions and no no-op starts.
     "storm": AtariProtocol(repeat_action_probability=0.25, noop_max=0),
     # IRIS, DIAMOND and DreamerV3's atari100k config: deterministic ALE, random no-op starts.
@@ -163,28 +156,24 @@ class AtariFrameSkip(gym.Wrapper):
         return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
 
 
-LIFE_LOSS_RULES = ("every", "released")
-"""How LifeLossInfo reads the ALE's life counter (config field env.life_loss)."""
-
-
 class LifeLossInfo(gym.Wrapper):
     """Set ``info["life_loss"]`` on the steps where a life was lost, by one of two rules.
 
     ``every`` flags each step on which the ALE's life counter is below its value on the step
     before. ``released`` is the authors' wrapper: it records the counter at reset and flags a
     step only when the counter falls below that record, which it then lowers to the counter;
-    a rise never raises it. The rules differ on games whose counter rises just after reset:
-    Amidar reports 0 lives at reset and 11 one frame later, so ``released`` never flags a life
-    loss there; DemonAttack reports 1 then 4, so only the loss of the last life is flagged.
-
-    The trainer stores ``terminated or life_loss`` as the replay buffer's termination flag
-    (README, "Environments"); the episode itself goes on until game over or the frame cap.
+    a rise never raises it, so games whose counter rises just after reset (Amidar) flag fewer
+    losses. The trainer stores ``terminated or life_loss`` as the replay buffer's termination
+    flag; the episode itself goes on until game over or the frame cap
+    (docs/algorithm.md#2-observations-and-environments).
     """
 
-    def __init__(self, env: gym.Env, rule: str = "every") -> None:
+    def __init__(self, env: gym.Env, rule: LifeLossRule = "every") -> None:
         super().__init__(env)
-        if rule not in LIFE_LOSS_RULES:
-            raise ValueError(f"life-loss rule must be one of {LIFE_LOSS_RULES}, got {rule!r}")
+        if rule not in get_args(LifeLossRule):
+            raise ValueError(
+                f"life-loss rule must be one of {get_args(LifeLossRule)}, got {rule!r}"
+            )
         self.rule = rule
         self.lives = 0
         """Counter the next step is compared with: the previous step's (every) or the record."""
@@ -208,10 +197,10 @@ class LifeLossInfo(gym.Wrapper):
 def make_atari_env(
     game: str,
     *,
-    protocol: str,
+    protocol: Protocol,
     image_size: int,
     max_episode_frames: int,
-    life_loss: str = "every",
+    life_loss: LifeLossRule = "every",
 ) -> gym.Env:
     """Build ``ALE/<game>-v5`` with the given protocol's sticky actions (drawn by AtariFrameSkip)
     and no-op starts, and life-loss flags by the rule ``life_loss`` (see LifeLossInfo)."""

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, get_args
 
 import gymnasium as gym
 import numpy as np
 
-from storm_wm.envs.atari import LIFE_LOSS_RULES, PROTOCOLS, make_atari_env
-from storm_wm.envs.catalog import GameSpec, resolve_game
+from storm_wm.config import EnvConfig, LifeLossRule
+from storm_wm.envs.atari import PROTOCOLS, make_atari_env
+from storm_wm.envs.catalog import resolve_game
 from storm_wm.envs.gym_pixels import make_gym_pixel_env
-from storm_wm.envs.toy import CatchEnv
+from storm_wm.envs.toy import LEFT, RIGHT, STAY, CatchEnv
 from storm_wm.errors import StormError
 
 
@@ -36,68 +38,52 @@ class SeedFirstReset(gym.Wrapper):
         return self.env.reset(seed=seed, options=options)
 
 
-def make_env(
-    game: str | GameSpec,
-    *,
-    protocol: str = "storm",
-    seed: int | None = None,
-    image_size: int = 64,
-    max_episode_frames: int = 108_000,
-    life_loss: str = "every",
-) -> gym.Env:
+def make_env(env: EnvConfig | str, *, seed: int | None = None, **changes: Any) -> gym.Env:
     """Build a game whose observations are uint8 (image_size, image_size, 3) RGB frames.
 
-    Every env has a Discrete action space and puts ``info["life_loss"]`` in every reset and step
-    (only Atari games ever set it True). ``protocol`` ("storm" or "standard", README),
-    ``max_episode_frames`` and ``life_loss`` (the rule that flags lost lives, "every" or
-    "released", see LifeLossInfo) configure Atari games only; the other games accept and
-    ignore them so that one config drives every game.
+    `env` is the run's EnvConfig, or a game's name for the defaults; `changes` replace its
+    fields (`protocol="standard"`). Every env has a Discrete action space and puts
+    ``info["life_loss"]`` in every reset and step (only Atari games ever set it True). The
+    protocol, the frame cap and the life-loss rule (see LifeLossInfo) configure Atari games
+    only; the other games ignore them, so that one config drives every game.
     """
-    if protocol not in PROTOCOLS:
-        raise StormError(f"unknown protocol {protocol!r}; use one of: {', '.join(PROTOCOLS)}")
-    if life_loss not in LIFE_LOSS_RULES:
+    config = dataclasses.replace(EnvConfig(game=env) if isinstance(env, str) else env, **changes)
+    if config.protocol not in PROTOCOLS:
         raise StormError(
-            f"unknown life-loss rule {life_loss!r}; use one of: {', '.join(LIFE_LOSS_RULES)}"
+            f"unknown protocol {config.protocol!r}; use one of: {', '.join(PROTOCOLS)}"
         )
-    if image_size < 1:
-        raise StormError(f"image size must be a positive number of pixels, got {image_size}")
-    spec = game if isinstance(game, GameSpec) else resolve_game(game)
+    if config.life_loss not in get_args(LifeLossRule):
+        raise StormError(
+            f"unknown life-loss rule {config.life_loss!r}; use one of: "
+            f"{', '.join(get_args(LifeLossRule))}"
+        )
+    if config.image_size < 1:
+        raise StormError(f"image size must be a positive number of pixels, got {config.image_size}")
+    spec = resolve_game(config.game)
     if spec.kind == "atari":
-        env = make_atari_env(
+        game = make_atari_env(
             spec.name,
-            protocol=protocol,
-            image_size=image_size,
-            max_episode_frames=max_episode_frames,
-            life_loss=life_loss,
+            protocol=config.protocol,
+            image_size=config.image_size,
+            max_episode_frames=config.max_episode_frames,
+            life_loss=config.life_loss,
         )
     elif spec.kind == "toy":
-        env = CatchEnv(image_size=image_size)
+        game = CatchEnv(image_size=config.image_size)
     elif spec.kind == "gym":
-        env = make_gym_pixel_env(spec.name.removeprefix("gym:"), image_size=image_size)
+        game = make_gym_pixel_env(spec.name.removeprefix("gym:"), image_size=config.image_size)
     else:
         raise StormError(f"unknown game kind {spec.kind!r}; use atari, toy or gym")
-    return SeedFirstReset(env, seed)
+    return SeedFirstReset(game, seed)
 
 
-def make_vector_env(
-    game: str | GameSpec,
-    num_envs: int,
-    *,
-    protocol: str = "storm",
-    seed: int | None,
-    image_size: int = 64,
-) -> gym.vector.SyncVectorEnv:
-    """Run ``num_envs`` copies side by side (evaluation episodes), seeded seed, seed + 1, ...
-
-    Copies run in one process: evaluation is dominated by the agent's forward pass, and one
-    process keeps every copy's seed and emulator easy to reason about.
-    """
-    if num_envs < 1:
-        raise StormError(f"need at least one environment, got num_envs={num_envs}")
-    spec = game if isinstance(game, GameSpec) else resolve_game(game)
-
-    def factory(index: int):
-        env_seed = None if seed is None else seed + index
-        return lambda: make_env(spec, protocol=protocol, seed=env_seed, image_size=image_size)
-
-    return gym.vector.SyncVectorEnv([factory(index) for index in range(num_envs)])
+def action_meanings(env: gym.Env) -> list[str]:
+    """The game's name for each action: the ALE's (NOOP, FIRE, UPRIGHT, ...) for Atari games,
+    toy:catch's three moves, and the bare numbers for any other game."""
+    unwrapped = env.unwrapped
+    if hasattr(unwrapped, "get_action_meanings"):
+        return list(unwrapped.get_action_meanings())
+    if isinstance(unwrapped, CatchEnv):
+        names = {STAY: "NOOP", LEFT: "LEFT", RIGHT: "RIGHT"}
+        return [names[index] for index in range(len(names))]
+    return [str(index) for index in range(int(env.action_space.n))]

@@ -19,6 +19,11 @@ from storm_wm.ops import (
 )
 
 
+def agent_state(latent: torch.Tensor, feature: torch.Tensor) -> torch.Tensor:
+    """s_t = concat(z_t, h), what the actor and the critic read: (B, latent + hidden) in fp32."""
+    return torch.cat([latent, feature.float()], dim=-1)
+
+
 class ActorCritic(nn.Module):
     """Acts on s_t = concat(z_t, h) and learns from imagined rollouts (see `loss`)."""
 
@@ -34,24 +39,25 @@ class ActorCritic(nn.Module):
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.value_twohot = TwoHot(config.bins)
         self.return_normalizer = ReturnNormalizer(
-            config.return_norm_decay, config.return_norm_low, config.return_norm_high,
+            config.return_norm_decay,
+            config.return_norm_low,
+            config.return_norm_high,
             percentile=config.return_norm_percentile,
-        )  # fmt: skip
+        )
 
     def policy_logits(self, states: torch.Tensor) -> torch.Tensor:
         return self.actor(states).float()
 
     @torch.no_grad()
     def act(
-        self, states: torch.Tensor, greedy: bool = False, uniform: torch.Tensor | None = None
+        self, states: torch.Tensor, uniform: torch.Tensor, greedy: bool = False
     ) -> torch.Tensor:
-        """Samples (or, if greedy, takes the argmax of) the policy: (B, state) -> (B,) actions.
-
-        `uniform` (B, actions): given sampling noise instead of a draw from the generator."""
+        """Samples the policy with the sampling noise `uniform` (B, actions), or if greedy takes
+        its argmax: (B, state) -> (B,) actions."""
         logits = self.policy_logits(states)
         if greedy:
             return logits.argmax(-1)
-        return sample_one_hot(logits, straight_through=False, uniform=uniform).argmax(-1)
+        return sample_one_hot(logits, uniform, straight_through=False).argmax(-1)
 
     def loss(
         self,
@@ -101,14 +107,10 @@ class ActorCritic(nn.Module):
         return total, {name: value.detach() for name, value in metrics.items()}
 
     @torch.no_grad()
-    def update_slow_critic(self, where: torch.Tensor | None = None) -> None:
-        """Moves the slow critic towards the critic; with `where` (a 0-dim bool tensor) only if
-        it holds, decided on the device (a skipped update must not move it)."""
+    def update_slow_critic(self) -> None:
+        """Moves the slow critic towards the critic (a skipped update puts it back)."""
         decay = self.config.slow_critic_decay
         for slow, current in zip(
             self.slow_critic.parameters(), self.critic.parameters(), strict=True
         ):
-            if where is None:
-                slow.lerp_(current, 1 - decay)
-            else:
-                slow.copy_(torch.where(where, slow.lerp(current, 1 - decay), slow))
+            slow.lerp_(current, 1 - decay)

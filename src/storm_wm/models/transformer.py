@@ -13,25 +13,28 @@ from storm_wm.config import WorldModelConfig
 
 @dataclass
 class KVCache:
-    """Projected keys and values of every layer, preallocated for `capacity` positions.
+    """Projected keys and values of every layer, preallocated for the position embedding.
 
     Keeping projected keys and values (rather than the layer inputs) means each new token costs
-    one projection, not a re-projection of the whole history.
+    one projection, not a re-projection of the whole history. A rolling cache (`keep` set) feeds
+    any number of tokens: once full it starts again from its last `keep` tokens at positions
+    0, 1, ... The model was trained on windows that start anywhere in an episode at position 0,
+    so a restarted window is one it knows; dreams and play sessions run past `max_length` so.
     """
 
-    keys: list[torch.Tensor]  # per layer: (B, heads, capacity, head_dim)
+    keys: list[torch.Tensor]  # per layer: (B, heads, max_length, head_dim)
     values: list[torch.Tensor]
     length: int = 0
+    keep: int | None = None
+    latents: torch.Tensor | None = None  # (B, <= keep, latent): what a restart feeds again
+    actions: torch.Tensor | None = None  # (B, <= keep)
 
-    @classmethod
-    def empty(cls, layers, batch, heads, capacity, head_dim, *, device, dtype) -> KVCache:
-        def make():
-            return [
-                torch.empty(batch, heads, capacity, head_dim, device=device, dtype=dtype)
-                for _ in range(layers)
-            ]
-
-        return cls(keys=make(), values=make())
+    def remember(self, latents: torch.Tensor, actions: torch.Tensor) -> None:
+        if self.latents is not None:
+            latents = torch.cat([self.latents, latents], dim=1)
+            actions = torch.cat([self.actions, actions], dim=1)
+        first = max(0, latents.shape[1] - self.keep)
+        self.latents, self.actions = latents[:, first:], actions[:, first:]
 
 
 class CausalSelfAttention(nn.Module):
@@ -138,16 +141,36 @@ class StochasticTransformer(nn.Module):
             x = block(x)
         return x
 
-    def new_cache(self, batch: int, *, device: torch.device, dtype: torch.dtype) -> KVCache:
-        config = self.config
-        return KVCache.empty(
-            config.layers, batch, config.heads, config.max_length, config.hidden // config.heads,
-            device=device, dtype=dtype,
-        )  # fmt: skip
+    def new_cache(self, batch: int, rolling: bool = False) -> KVCache:
+        """An empty cache for `batch` sequences, in the dtype the layers compute in; a rolling one
+        keeps half the position embedding's length when it starts again."""
+        config, weight = self.config, self.position.weight
+        device = weight.device
+        dtype = (
+            torch.get_autocast_dtype(device.type)
+            if torch.is_autocast_enabled(device.type)
+            else weight.dtype
+        )
+        shape = (batch, config.heads, config.max_length, config.hidden // config.heads)
+
+        def tensors() -> list[torch.Tensor]:
+            return [torch.empty(shape, device=device, dtype=dtype) for _ in range(config.layers)]
+
+        return KVCache(tensors(), tensors(), keep=config.max_length // 2 if rolling else None)
 
     def step(self, latents: torch.Tensor, actions: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """Feeds T new tokens (B, T, ...) after those in `cache`; returns their features."""
-        if cache.length + latents.shape[1] > self.config.max_length:
+        room = self.config.max_length - cache.length
+        if cache.keep is not None and latents.shape[1] > room:
+            if room == 0:  # full: start again from the last `keep` tokens, at position 0
+                kept = cache.latents, cache.actions
+                cache.length, cache.latents, cache.actions = 0, None, None
+                if cache.keep:
+                    self.step(*kept, cache)
+                return self.step(latents, actions, cache)
+            first = self.step(latents[:, :room], actions[:, :room], cache)
+            return torch.cat([first, self.step(latents[:, room:], actions[:, room:], cache)], 1)
+        if latents.shape[1] > room:
             raise ValueError(
                 f"sequence longer than the position embedding ({self.config.max_length})"
             )
@@ -155,4 +178,6 @@ class StochasticTransformer(nn.Module):
         for layer, block in enumerate(self.blocks):
             x = block(x, cache, layer)
         cache.length += latents.shape[1]
+        if cache.keep is not None:
+            cache.remember(latents, actions)
         return x

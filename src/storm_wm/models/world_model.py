@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -17,15 +15,6 @@ from storm_wm.ops import TwoHot, free_bits_kl, sample_one_hot, unimix_logits
 def frames_to_input(frames: torch.Tensor) -> torch.Tensor:
     """uint8 (..., H, W, 3) -> float (..., 3, H, W) in [0, 1]."""
     return frames.movedim(-1, -3).float().div_(255.0)
-
-
-@dataclass
-class ImaginationStart:
-    """The state from which imagination (or acting) continues: a prior sample and its feature."""
-
-    latent: torch.Tensor  # (B, latent)
-    feature: torch.Tensor  # (B, hidden)
-    cache: KVCache
 
 
 class WorldModel(nn.Module):
@@ -63,16 +52,20 @@ class WorldModel(nn.Module):
         return self._categorical_logits(self.prior_head(features))
 
     @staticmethod
-    def sample(logits: torch.Tensor, uniform: torch.Tensor | None = None) -> torch.Tensor:
-        """(..., categoricals, classes) -> flattened one-hot sample (..., latent).
+    def sample(logits: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+        """(..., categoricals, classes) and its sampling noise -> one-hot sample (..., latent).
 
         Straight-through gradients only when gradients are being recorded (imagination and acting
-        run without them and skip the extra softmax). `uniform`: given sampling noise.
+        run without them and skip the extra softmax).
         """
-        straight_through = torch.is_grad_enabled()
-        return sample_one_hot(logits, straight_through, uniform).flatten(-2)
+        return sample_one_hot(logits, uniform, torch.is_grad_enabled()).flatten(-2)
 
-    def encode(self, frames: torch.Tensor, uniform: torch.Tensor | None = None) -> torch.Tensor:
+    def latent_noise(self, *batch: int) -> torch.Tensor:
+        """Sampling noise for latents of shape (*batch, latent), drawn on the model's device."""
+        config, device = self.config, self.prior_head.weight.device
+        return torch.rand(*batch, config.categoricals, config.classes, device=device)
+
+    def encode(self, frames: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
         """uint8 frames (B, T, H, W, 3) -> posterior samples z (B, T, latent)."""
         return self.sample(self.posterior_logits(frames), uniform)
 
@@ -99,7 +92,7 @@ class WorldModel(nn.Module):
         """The world-model loss on a replay batch of (B, L) steps; metrics are detached tensors."""
         config = self.config
         posterior = self.posterior_logits(frames)  # (B, L, categoricals, classes)
-        latents = self.sample(posterior)  # (B, L, latent)
+        latents = self.sample(posterior, torch.rand_like(posterior, dtype=torch.float32))
 
         reconstruction = self.decode(latents)  # (B, L, 3, H, W)
         target = frames_to_input(frames)
@@ -140,32 +133,29 @@ class WorldModel(nn.Module):
         return total, {name: value.detach() for name, value in metrics.items()}
 
     # -- imagination and acting ----------------------------------------------------------------
-    def _cache_dtype(self, device: torch.device) -> torch.dtype:
-        if torch.is_autocast_enabled(device.type):
-            return torch.get_autocast_dtype(device.type)
-        return self.prior_head.weight.dtype
-
     @torch.no_grad()
     def start_from_context(
         self,
         frames: torch.Tensor,
         actions: torch.Tensor,
-        extra_steps: int = 0,
-        uniform: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ) -> ImaginationStart:
+        posterior_noise: torch.Tensor,
+        prior_noise: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, KVCache]:
         """Encodes context frames (B, T, H, W, 3) and feeds them with their actions (B, T).
 
-        Returns the prior sample for the step after the context, the feature that produced it,
-        and the KV cache, with room for `extra_steps` more tokens. `uniform`: given sampling
-        noise for the context's posterior samples (B, T, ...) and the prior sample (B, ...).
+        Returns the prior sample z for the step after the context (B, latent), the feature h
+        that produced it (B, hidden), and the KV cache. The noise is that of the context's
+        posterior samples (B, T, ...) and of the prior sample (B, ...).
         """
-        posterior_noise, prior_noise = uniform if uniform is not None else (None, None)
         latents = self.encode(frames, posterior_noise)
-        device = latents.device
-        cache = self.transformer.new_cache(
-            latents.shape[0], device=device, dtype=self._cache_dtype(device)
-        )
-        features = self.transformer.step(latents, actions, cache)
-        last_feature = features[:, -1]
-        latent = self.sample(self.prior_logits(last_feature), prior_noise)
-        return ImaginationStart(latent, last_feature, cache)
+        cache = self.transformer.new_cache(latents.shape[0])
+        feature = self.transformer.step(latents, actions, cache)[:, -1]
+        return self.sample(self.prior_logits(feature), prior_noise), feature, cache
+
+    def step(
+        self, latent: torch.Tensor, action: torch.Tensor, cache: KVCache, prior_noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One dreamed step, h_t = f(z_t, a_t) and z_{t+1} ~ prior(h_t): latent (B, latent),
+        action (B,) -> (feature h_t (B, hidden), next latent (B, latent))."""
+        feature = self.transformer.step(latent[:, None], action[:, None], cache)[:, 0]
+        return feature, self.sample(self.prior_logits(feature), prior_noise)

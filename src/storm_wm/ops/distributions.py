@@ -15,7 +15,7 @@ def unimix_logits(logits: torch.Tensor, mix: float = 0.01) -> torch.Tensor:
 
 
 def sample_one_hot(
-    logits: torch.Tensor, straight_through: bool = True, uniform: torch.Tensor | None = None
+    logits: torch.Tensor, uniform: torch.Tensor, straight_through: bool = True
 ) -> torch.Tensor:
     """One-hot sample from categorical logits (..., K), with straight-through gradients.
 
@@ -23,15 +23,10 @@ def sample_one_hot(
     object per call; the result is `sample + probs - stop_gradient(probs)`, so the forward value
     is exactly one-hot and the backward pass is that of the probabilities.
 
-    `uniform`, fp32 numbers in [0, 1) of the logits' shape, replaces the draw from PyTorch's
-    generator: compiled code gets its sampling noise as an input, so that it matches eager code
-    given the same numbers (see storm_wm.imagination).
+    `uniform` holds the sampling noise, fp32 numbers in [0, 1) of the logits' shape: callers draw
+    it up front, so that compiled code, given the same numbers, samples what eager code does.
     """
-    if uniform is None:
-        uniform = torch.rand_like(logits, dtype=torch.float32).clamp_(min=1e-20)
-    else:
-        uniform = uniform.clamp(min=1e-20)
-    gumbel = -torch.log(-torch.log(uniform))
+    gumbel = -torch.log(-torch.log(uniform.clamp(min=1e-20)))
     index = torch.argmax(logits.float() + gumbel, dim=-1)
     sample = F.one_hot(index, logits.shape[-1]).to(logits.dtype)
     if not straight_through:

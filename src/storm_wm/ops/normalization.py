@@ -5,9 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-PERCENTILE_MODES = ("interpolate", "kthvalue")
-"""How batch percentiles are read (config field agent.return_norm_percentile)."""
-
 
 def batch_percentiles(
     values: torch.Tensor,
@@ -29,7 +26,7 @@ def batch_percentiles(
         count = flat.numel()
         indices = [max(1, int(quantile * count)) - 1 for quantile in quantiles]
         return torch.sort(flat).values[indices]
-    raise ValueError(f"percentile mode must be one of {PERCENTILE_MODES}, got {mode!r}")
+    raise ValueError(f"percentile mode must be interpolate or kthvalue, got {mode!r}")
 
 
 class ReturnNormalizer(nn.Module):
@@ -53,10 +50,8 @@ class ReturnNormalizer(nn.Module):
         percentile: str = "interpolate",
     ) -> None:
         super().__init__()
-        if percentile not in PERCENTILE_MODES:
-            raise ValueError(
-                f"percentile mode must be one of {PERCENTILE_MODES}, got {percentile!r}"
-            )
+        if percentile not in ("interpolate", "kthvalue"):
+            raise ValueError(f"percentile mode must be interpolate or kthvalue, got {percentile!r}")
         self.decay = decay
         self.quantiles = (low_percentile / 100.0, high_percentile / 100.0)
         self.percentile = percentile

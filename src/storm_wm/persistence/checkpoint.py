@@ -37,7 +37,7 @@ FORMAT_VERSION = 2
 MAGIC = b"storm-wm checkpoint\n"
 _HEADER_LIMIT = 1 << 16
 _NAME = re.compile(r"^step_(\d+)\.ckpt$")
-CHECKPOINT_DIRECTORY = "checkpoints"
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 
 class CorruptCheckpointError(StormError):
@@ -48,11 +48,8 @@ class UnsafeCheckpointError(CorruptCheckpointError):
     """The payload holds objects whose unpickling could run code: refused, an older one may do."""
 
 
-_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
-
-
 def checkpoint_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / CHECKPOINT_DIRECTORY
+    return Path(run_dir) / "checkpoints"
 
 
 def checkpoint_path(run_dir: Path, step: int) -> Path:
@@ -104,16 +101,20 @@ def write_failure_message(run_dir: Path, what: str, error: OSError) -> str:
     """One line: what could not be written, why, that the previous checkpoint is intact, and
     how to continue; on a full disk, that keeping fewer checkpoints frees space for good."""
     reason = error.strerror or str(error)
-    intact = [step for step, _ in list_checkpoints(run_dir)]
+    checkpoints = list_checkpoints(run_dir)
     kept = (
-        f"the checkpoint of step {intact[-1]} is intact"
-        if intact
+        f"the checkpoint of step {checkpoints[-1][0]} is intact"
+        if checkpoints
         else "no earlier checkpoint was written"
     )
     if error.errno == errno.ENOSPC:
-        size = _average_size([path for _, path in list_checkpoints(run_dir)])
+        sizes = []
+        for _, path in checkpoints:
+            with contextlib.suppress(OSError):  # pruned meanwhile
+                sizes.append(path.stat().st_size)
+        size = sum(sizes) // len(sizes) if sizes else 0
         each = f", {size / 1e6:.0f} MB each" if size >= 1e6 else ""
-        on_disk = f" ({len(intact)} on disk{each})" if intact else ""
+        on_disk = f" ({len(checkpoints)} on disk{each})" if checkpoints else ""
         return (
             f"cannot write {what}: {reason}; {kept}. Free disk space, or keep only the newest "
             f"checkpoint from now on{on_disk}: continue with "
@@ -123,14 +124,6 @@ def write_failure_message(run_dir: Path, what: str, error: OSError) -> str:
         f"cannot write {what}: {reason}; {kept}. Free disk space (or make {run_dir} writable), "
         f"then continue with `{command('train', '--resume', run_dir)}`"
     )
-
-
-def _average_size(paths: list[Path]) -> int:
-    sizes = []
-    for path in paths:
-        with contextlib.suppress(OSError):  # pruned meanwhile
-            sizes.append(path.stat().st_size)
-    return sum(sizes) // len(sizes) if sizes else 0
 
 
 def read_header(path: Path) -> dict[str, Any]:
@@ -170,13 +163,8 @@ def _read_header(file, path: Path) -> dict[str, Any]:
     return header
 
 
-def load_checkpoint(path: Path, *, check_run_config: bool = True) -> dict[str, Any]:
-    """Verifies the checksum, then unpickles weights-only: tensors and plain containers only.
-
-    With `check_run_config`, a checkpoint inside `RUN_DIR/checkpoints` is also checked against
-    `RUN_DIR/config.json` (game, action count, architecture), so a file copied in from another
-    run is named as such instead of failing inside `load_state_dict`.
-    """
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Verifies the checksum, then unpickles weights-only: tensors and plain containers only."""
     path = Path(path)
     with _open(path) as file:
         header = _read_header(file, path)
@@ -205,34 +193,7 @@ def load_checkpoint(path: Path, *, check_run_config: bool = True) -> dict[str, A
         raise CorruptCheckpointError(f"cannot read checkpoint {path}: {reason}") from None
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
         raise CorruptCheckpointError(f"{path} does not hold a storm-wm training state")
-    if check_run_config:
-        _check_against_run_config(path, state)
     return state
-
-
-def _check_against_run_config(path: Path, state: dict[str, Any]) -> None:
-    from storm_wm.config import Config
-    from storm_wm.persistence.compatibility import check_checkpoint_matches
-
-    if path.parent.name != CHECKPOINT_DIRECTORY:
-        return
-    config_path = path.parent.parent / "config.json"
-    if config_path.is_file():
-        config = Config.load(config_path)
-        check_checkpoint_matches(state, config, path, num_actions=_action_count(config))
-
-
-def _action_count(config) -> int | None:
-    """The action count of the run's game, as its env reports it (None if it cannot be built)."""
-    from storm_wm.envs import make_env
-
-    try:
-        env = make_env(config.env.game, protocol=config.env.protocol)
-    except Exception:  # the game's own error is clearer where the run builds its env
-        return None
-    count = int(env.action_space.n)
-    env.close()
-    return count
 
 
 def find_checkpoint(run_dir: Path, step: int | None = None) -> Path:

@@ -11,38 +11,25 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from storm_wm.config import Config
+from storm_wm.config import Config, settings
 from storm_wm.envs import resolve_game
 from storm_wm.errors import StormError
 
-ARCHITECTURE_FIELDS: tuple[str, ...] = (
-    "env.game", "env.image_size",
-    "world_model.channels", "world_model.categoricals", "world_model.classes",
-    "world_model.hidden", "world_model.layers", "world_model.heads", "world_model.feedforward",
-    "world_model.max_length", "world_model.head_hidden", "world_model.bins",
-    "agent.hidden", "agent.bins",
-)  # fmt: skip
-"""Fields that shape the weights (or what they mean): they must match to evaluate a checkpoint."""
+ARCHITECTURE_FIELDS: tuple[str, ...] = tuple(s.name for s in settings() if s.shapes_weights)
+"""Fields that shape the weights (or what they mean): they must match to evaluate a checkpoint
+(declared `shapes_weights` in config.py)."""
 
-RESUMABLE_FIELDS: tuple[str, ...] = (
-    "train.steps",
-    "device", "precision", "train.replay_on_device", "train.compile", "train.async_checkpoints",
-    "train.checkpoint_every", "train.checkpoint_keep", "train.log_every",
-    "train.diagnostics_every", "train.video_every",
-)  # fmt: skip
-"""Fields a resumed run may change: the step budget, and bookkeeping that leaves the experiment
-as it is: where and how fast it computes (device, precision, replay placement, compilation) and
-how often it saves and logs (after a disk-full stop, `--train.checkpoint_keep 1` is the fix).
-With another device or precision the run continues the same experiment, but no longer bit for
-bit as one left alone."""
+RESUMABLE_FIELDS: tuple[str, ...] = tuple(
+    sorted((s.name for s in settings() if s.on_resume != "fixed"), key=lambda name: "." in name)
+)
+"""Fields a resumed run may change (an `on_resume` other than "fixed" in config.py), the
+top-level ones first: the step budget, and bookkeeping that leaves the experiment as it is. With
+another device or precision the run continues the same experiment, but no longer bit for bit."""
 
-KEPT_ON_RESUME: tuple[str, ...] = ("train.steps", "train.checkpoint_keep")
-"""The resumable fields a resume changes for good: config.json is updated, so later resumes
-(a plain `make train`) keep them. The step budget is the run's length, and after a disk-full
-stop `--train.checkpoint_keep 1` must not be undone by the next resume. Every other resumable
-field applies to the resuming process only: a one-off `--train.checkpoint_every 1` does not
-make every later resume write a checkpoint per step. Each resume's changes, of both kinds, are
-appended to RUN_DIR/resumes.jsonl."""
+KEPT_ON_RESUME: tuple[str, ...] = tuple(s.name for s in settings() if s.on_resume == "kept")
+"""The resumable fields whose new value config.json keeps for later resumes: the step budget is
+the run's length, and a `--train.checkpoint_keep 1` after a disk-full stop must not be undone
+by the next resume (`resume.record_resume`)."""
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -86,29 +73,6 @@ def config_differences(
     ]
 
 
-def checkpoint_mismatches(
-    checkpoint: Mapping[str, Any],
-    config: Config,
-    *,
-    num_actions: int | None = None,
-    only: Iterable[str] | None = ARCHITECTURE_FIELDS,
-) -> list[str]:
-    """What differs between a loaded checkpoint and `config` (and the env's action count)."""
-    problems = []
-    game = resolve_game(config.env.game).name
-    if checkpoint.get("game") != game:
-        problems.append(f"game {checkpoint.get('game')!r} vs {game!r}")
-    if num_actions is not None and checkpoint.get("num_actions") != num_actions:
-        problems.append(f"num_actions {checkpoint.get('num_actions')!r} vs {num_actions!r}")
-    saved = checkpoint.get("config")
-    if isinstance(saved, Mapping):
-        differences = config_differences(
-            saved, config.to_dict(), only=only, ignore=("env.game", *RESUMABLE_FIELDS)
-        )
-        problems += differences
-    return problems
-
-
 def check_checkpoint_matches(
     checkpoint: Mapping[str, Any],
     config: Config,
@@ -117,8 +81,18 @@ def check_checkpoint_matches(
     num_actions: int | None = None,
     only: Iterable[str] | None = ARCHITECTURE_FIELDS,
 ) -> None:
-    """Raises a one-line StormError naming each mismatch (checkpoint value vs config value)."""
-    problems = checkpoint_mismatches(checkpoint, config, num_actions=num_actions, only=only)
+    """Raises a one-line StormError naming each difference between a loaded checkpoint and
+    `config` (and the env's action count): checkpoint value vs config value."""
+    problems = []
+    game = resolve_game(config.env.game).name
+    if checkpoint.get("game") != game:
+        problems.append(f"game {checkpoint.get('game')!r} vs {game!r}")
+    if num_actions is not None and checkpoint.get("num_actions") != num_actions:
+        problems.append(f"num_actions {checkpoint.get('num_actions')!r} vs {num_actions!r}")
+    saved = checkpoint.get("config")
+    if isinstance(saved, Mapping):
+        ignore = ("env.game", *RESUMABLE_FIELDS)
+        problems += config_differences(saved, config.to_dict(), only=only, ignore=ignore)
     if problems:
         raise StormError(
             f"{path} does not match this run (checkpoint vs run): {'; '.join(problems)}; "

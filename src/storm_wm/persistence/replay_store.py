@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,6 @@ _NAME = re.compile(r"^chunk_(\d+)_(\d+)\.npz$")
 _FIELDS = ("frames", "actions", "rewards", "terminations")
 UNUSED = "unused"
 """`replay/unused/`: chunks set aside after a loss (see ReplayStore.set_aside_unused)."""
-
-
-class ReplayChunkError(CorruptCheckpointError):
-    """A replay chunk a checkpoint lists is missing or damaged (the checkpoint may be fine)."""
 
 
 @dataclass(frozen=True)
@@ -94,44 +91,17 @@ class ReplayStore:
         oldest = max(0, total - self.capacity)
         return [dict(c) for c in self.chunks if c["stop"] > oldest and c["first"] < total]
 
-    def restore(self, replay: ReplayBuffer, manifest: list[dict[str, Any]], total: int) -> None:
-        """Refills an empty `replay` from the listed chunks, each checked against its checksum.
-
-        Raises CorruptCheckpointError (leaving `replay` empty) if a chunk is missing or damaged.
-        """
-        replay.clear()
-        oldest = max(0, total - self.capacity)
-        replay.total_added = oldest
-        try:
-            for record in sorted(manifest, key=lambda chunk: chunk["first"]):
-                arrays = self._read(record)
-                if record["first"] > replay.total_added:
-                    raise CorruptCheckpointError(
-                        f"replay chunks leave a gap at step {replay.total_added} "
-                        f"(next chunk {record['name']})"
-                    )
-                skip = replay.total_added - record["first"]
-                replay.extend(*(arrays[field][skip:] for field in _FIELDS))
-            if replay.total_added != total:
-                raise CorruptCheckpointError(
-                    f"replay chunks in {self.directory} cover {replay.total_added} steps, "
-                    f"the checkpoint needs {total}"
-                )
-        except CorruptCheckpointError:
-            replay.clear()
-            raise
-        self.chunks = [dict(record) for record in manifest]
-
-    def restore_newest(
+    def restore(
         self,
         replay: ReplayBuffer,
         manifest: list[dict[str, Any]],
         total: int,
         first: int | None = None,
     ) -> str | None:
-        """Like `restore`, but a missing or damaged chunk is not fatal: refills `replay` with the
-        steps of the intact chunks after the newest bad one (possibly none) and returns the
-        problem (None when every chunk was intact, and the buffer is then the full one).
+        """Refills `replay` from the listed chunks, each checked against its checksum. A missing
+        or damaged chunk is not fatal: `replay` then holds the steps of the intact chunks after
+        the newest bad one (possibly none), and the problem is returned (None when every chunk
+        was intact, and the buffer is then the full one).
 
         `first` is the oldest step the checkpoint's buffer held, when it held fewer than its
         capacity allows because a loss was found at an earlier resume: that loss is not
@@ -168,13 +138,13 @@ class ReplayStore:
             data = path.read_bytes()
         except OSError as error:
             reason = error.strerror or str(error)
-            raise ReplayChunkError(f"replay chunk {path} cannot be read ({reason})") from None
+            raise CorruptCheckpointError(f"replay chunk {path} cannot be read ({reason})") from None
         if hashlib.sha256(data).hexdigest() != record["sha256"]:
-            raise ReplayChunkError(f"replay chunk {path} is corrupt (checksum mismatch)")
+            raise CorruptCheckpointError(f"replay chunk {path} is corrupt (checksum mismatch)")
         with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
             loaded = {field: arrays[field] for field in _FIELDS}
         if any(len(array) != record["stop"] - record["first"] for array in loaded.values()):
-            raise ReplayChunkError(f"replay chunk {path} has the wrong number of steps")
+            raise CorruptCheckpointError(f"replay chunk {path} has the wrong number of steps")
         return loaded
 
     def set_aside_unused(self, manifest: list[dict[str, Any]]) -> list[str]:
@@ -196,25 +166,17 @@ class ReplayStore:
     def discard_after(self, total: int) -> None:
         """Deletes chunks (and half-written files) holding steps at or after `total`."""
         remove_temporary_files(self.directory)
-        for path, first, _ in self._files():
-            if first >= total:
-                with contextlib.suppress(OSError):
-                    path.unlink()
-        self.chunks = [chunk for chunk in self.chunks if chunk["first"] < total]
+        self._delete(lambda first, stop: first >= total)
 
     def prune(self, needed_from: int) -> None:
         """Deletes chunks whose steps all precede `needed_from`: no kept checkpoint needs them."""
-        for path, _, stop in self._files():
-            if stop <= needed_from:
-                with contextlib.suppress(OSError):
-                    path.unlink()
-        self.chunks = [chunk for chunk in self.chunks if chunk["stop"] > needed_from]
+        self._delete(lambda first, stop: stop <= needed_from)
 
-    def _files(self) -> list[tuple[Path, int, int]]:
-        if not self.directory.is_dir():
-            return []
-        return [
-            (path, int(match.group(1)), int(match.group(2)))
-            for path in self.directory.iterdir()
-            if (match := _NAME.match(path.name))
-        ]
+    def _delete(self, doomed: Callable[[int, int], bool]) -> None:
+        """Deletes every chunk file, listed or not, whose steps `first..stop-1` are doomed."""
+        if self.directory.is_dir():
+            for path in self.directory.iterdir():
+                if (match := _NAME.match(path.name)) and doomed(int(match[1]), int(match[2])):
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+        self.chunks = [chunk for chunk in self.chunks if not doomed(chunk["first"], chunk["stop"])]

@@ -1,15 +1,9 @@
 """Continuing a run: which config it may continue with, and which checkpoint to continue from.
 
-A resumed run must be the same experiment: any config difference but the step budget and
-bookkeeping (`compatibility.RESUMABLE_FIELDS`: device, checkpoint and log intervals, ...) is
-refused by name. Of those, the budget and the number of checkpoints kept are kept in
-config.json for later resumes; the others hold for the resuming process only, and each resume's
-changes go to RUN_DIR/resumes.jsonl (`record_resume`). It continues from the newest
-checkpoint that verifies (its own checksum, and its payload holds nothing but tensors and plain
-data); a damaged or unsafe one is renamed `*.corrupt` (kept, never deleted) with a one-line
-warning, and the one before it is used. A missing or damaged replay chunk never condemns a
-checkpoint: the run continues with the replay steps that remain, one line says how many were
-lost, and the chunks it cannot use are set aside in replay/unused/.
+A resumed run must be the same experiment: only the fields declared resumable
+(`compatibility.RESUMABLE_FIELDS`) may change, and every other difference is refused by name.
+A damaged checkpoint or replay chunk is set aside, never deleted, with one line saying what was
+lost. docs/resume.md describes the whole protocol.
 """
 
 from __future__ import annotations
@@ -23,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from storm_wm.atomic import remove_temporary_files, write_text_atomically
-from storm_wm.config import Config, from_dict, unknown_field
+from storm_wm.config import Config, with_overrides
 from storm_wm.envs import resolve_game
 from storm_wm.errors import StormError
 from storm_wm.hints import command
@@ -42,6 +36,7 @@ from storm_wm.persistence.compatibility import (
 )
 from storm_wm.persistence.replay_store import UNUSED, ReplayStore
 from storm_wm.replay import ReplayBuffer
+from storm_wm.text import plural
 
 
 def load_run_config(run_dir: Path) -> Config:
@@ -52,18 +47,6 @@ def load_run_config(run_dir: Path) -> Config:
             f"`{command('train', '--game', 'GAME', '--run-dir', run_dir)}`"
         )
     return Config.load(Path(run_dir) / "config.json")
-
-
-def apply_overrides(config: Config, overrides: dict[str, Any]) -> Config:
-    """`config` with dotted overrides ({"train.steps": "500"}) applied, typed and validated."""
-    data = config.to_dict()
-    for dotted, value in overrides.items():
-        section, _, key = dotted.partition(".")
-        target = data.get(section) if key else data
-        if not isinstance(target, dict) or (key or section) not in target:
-            raise unknown_field(dotted)
-        target[key or section] = value
-    return from_dict(data)
 
 
 RESUME_HISTORY = "resumes.jsonl"
@@ -87,19 +70,24 @@ def record_resume(run_dir: Path, saved: Config, requested: Config, step: int) ->
     }
     kept = {name: values for name, values in changed.items() if name in KEPT_ON_RESUME}
     once = {name: values for name, values in changed.items() if name not in KEPT_ON_RESUME}
-    updated = apply_overrides(saved, {name: new for name, (_, new) in kept.items()})
+    updated = with_overrides(saved, {name: new for name, (_, new) in kept.items()})
     game = resolve_game(saved.env.game).name  # "pong" in an older run's config.json: "Pong"
     if kept or game != saved.env.game:
-        updated = apply_overrides(updated, {"env.game": game})
-        _write(run_dir / "config.json", json.dumps(updated.to_dict(), indent=2) + "\n", run_dir)
+        updated = with_overrides(updated, {"env.game": game})
+        updated.save(run_dir / "config.json")
     if changed:
         record = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "resumed_at_step": step,
-            "kept_in_config": kept, "this_resume_only": once,
-        }  # fmt: skip
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "resumed_at_step": step,
+            "kept_in_config": kept,
+            "this_resume_only": once,
+        }
         history = run_dir / RESUME_HISTORY
         previous = history.read_text(encoding="utf-8") if history.is_file() else ""
-        _write(history, previous + json.dumps(record) + "\n", run_dir)
+        try:
+            write_text_atomically(history, previous + json.dumps(record) + "\n")
+        except OSError as error:
+            raise StormError(f"cannot write to run directory {run_dir}: {error.strerror}") from None
 
     def describe(changes: dict[str, list[Any]]) -> str:
         return "; ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changes.items())
@@ -112,13 +100,6 @@ def record_resume(run_dir: Path, saved: Config, requested: Config, step: int) ->
             f"storm-wm: for this resume only (config.json keeps the run's): {describe(once)}"
         )
     return lines
-
-
-def _write(path: Path, text: str, run_dir: Path) -> None:
-    try:
-        write_text_atomically(path, text)
-    except OSError as error:
-        raise StormError(f"cannot write to run directory {run_dir}: {error.strerror}") from None
 
 
 def check_resume_config(saved: Config, requested: Config, run_dir: Path) -> None:
@@ -158,7 +139,7 @@ def select_checkpoint(
     damaged: list[str] = []
     for step, path in reversed(candidates):
         try:
-            checkpoint = load_checkpoint(path, check_run_config=False)
+            checkpoint = load_checkpoint(path)
         except CorruptCheckpointError as error:  # its own bytes are bad (or unsafe): set aside
             damaged.append(str(error))
             with contextlib.suppress(OSError):
@@ -170,7 +151,7 @@ def select_checkpoint(
         replay_state = checkpoint["replay"]
         total = int(replay_state["total"])
         first = replay_state.get("first")
-        problem = replay_store.restore_newest(replay, replay_state["chunks"], total, first)
+        problem = replay_store.restore(replay, replay_state["chunks"], total, first)
         if problem is not None:
             # The weights are intact: never condemn them for the replay's sake (issue: eval and
             # dream would find no checkpoint). Continue with the replay that remains, and set
@@ -178,7 +159,7 @@ def select_checkpoint(
             # (and the first step it holds), so the loss is reported this once.
             moved = replay_store.set_aside_unused(replay_state["chunks"])
             aside = (
-                f"; moved the {len(moved)} unusable chunk{'s' if len(moved) != 1 else ''} to "
+                f"; moved the {plural(len(moved), 'unusable chunk')} to "
                 f"{replay_store.directory / UNUSED} (delete it to free the space)"
                 if moved
                 else ""

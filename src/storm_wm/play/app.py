@@ -15,10 +15,16 @@ from storm_wm.play.keys import action_for  # noqa: E402
 from storm_wm.play.worlds import DreamWorld, WorldStep  # noqa: E402
 
 CONTROL_KEYS = {
-    pygame.K_UP: "UP", pygame.K_w: "UP", pygame.K_DOWN: "DOWN", pygame.K_s: "DOWN",
-    pygame.K_LEFT: "LEFT", pygame.K_a: "LEFT", pygame.K_RIGHT: "RIGHT", pygame.K_d: "RIGHT",
+    pygame.K_UP: "UP",
+    pygame.K_w: "UP",
+    pygame.K_DOWN: "DOWN",
+    pygame.K_s: "DOWN",
+    pygame.K_LEFT: "LEFT",
+    pygame.K_a: "LEFT",
+    pygame.K_RIGHT: "RIGHT",
+    pygame.K_d: "RIGHT",
     pygame.K_SPACE: "FIRE",
-}  # fmt: skip
+}
 NUMBER_KEYS = {getattr(pygame, f"K_{digit}"): digit for digit in range(10)}
 LINE_HEIGHT = 20
 STATUS_HEIGHT = 3 * LINE_HEIGHT + 8

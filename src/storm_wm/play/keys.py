@@ -2,24 +2,7 @@
 
 from __future__ import annotations
 
-import gymnasium
-
-from storm_wm.envs.toy import LEFT, RIGHT, STAY, CatchEnv
-
-DIRECTIONS = ("UP", "DOWN", "LEFT", "RIGHT")
 FIRE = "FIRE"
-
-
-def action_meanings(env: gymnasium.Env) -> list[str]:
-    """The game's name for each action: the ALE's (NOOP, FIRE, UPRIGHT, ...) for Atari games,
-    toy:catch's three moves, and the bare numbers for any other game."""
-    unwrapped = env.unwrapped
-    if hasattr(unwrapped, "get_action_meanings"):
-        return list(unwrapped.get_action_meanings())
-    if isinstance(unwrapped, CatchEnv):
-        names = {STAY: "NOOP", LEFT: "LEFT", RIGHT: "RIGHT"}
-        return [names[index] for index in range(len(names))]
-    return [str(index) for index in range(int(env.action_space.n))]
 
 
 def action_for(held: set[str], meanings: list[str], chosen_number: int | None = None) -> int:
@@ -38,9 +21,14 @@ def action_for(held: set[str], meanings: list[str], chosen_number: int | None = 
     horizontal = "RIGHT" if "RIGHT" in held and "LEFT" not in held else horizontal
     fire = FIRE if FIRE in held else ""
     candidates = [
-        vertical + horizontal + fire, vertical + horizontal, horizontal + fire, vertical + fire,
-        horizontal, vertical, fire,
-    ]  # fmt: skip
+        vertical + horizontal + fire,
+        vertical + horizontal,
+        horizontal + fire,
+        vertical + fire,
+        horizontal,
+        vertical,
+        fire,
+    ]
     for name in candidates:
         if name and name in meanings:
             return meanings.index(name)

@@ -9,10 +9,9 @@ import torch
 
 from storm_wm.acting import Policy
 from storm_wm.config import Config
-from storm_wm.device import resolve_precision
-from storm_wm.envs import make_env, resolve_game
+from storm_wm.envs import action_meanings, make_env, resolve_game
+from storm_wm.persistence.agent import load_agent
 from storm_wm.play.app import PlayApp
-from storm_wm.play.keys import action_meanings
 from storm_wm.play.worlds import DreamAgent, DreamWorld, RealAgent, RealWorld
 
 ATARI_FPS = 15.0
@@ -34,35 +33,25 @@ def build_session(
 ) -> PlayApp:
     """The window for `storm-wm play`. The checkpoint is loaded only when the model is needed
     (a dream, or the agent), so a person can play the real game of any run directory."""
-    from storm_wm.evaluation import load_models
-
-    config = Config.load(run_dir / "config.json")
-    spec = resolve_game(config.env.game)
-    env = make_env(
-        spec, protocol=config.env.protocol, image_size=config.env.image_size,
-        max_episode_frames=config.env.max_episode_frames,
-    )  # fmt: skip
+    agent = load_agent(run_dir, checkpoint, device) if dream or watch else None
+    config = agent.config if agent else Config.load(run_dir / "config.json")
+    env = make_env(config.env)
     meanings = action_meanings(env)
-    fps = fps or (ATARI_FPS if spec.kind == "atari" else OTHER_FPS)
-    if not (dream or watch):
+    fps = fps or (ATARI_FPS if resolve_game(config.env.game).kind == "atari" else OTHER_FPS)
+    if agent is None:
         return PlayApp(RealWorld(env, seed), meanings, fps=fps, scale=scale)
 
-    _, models, _ = load_models(run_dir, checkpoint, device)
-    model_device = next(models.world_model.parameters()).device
-    dtype = resolve_precision(config.precision, model_device)
+    models = agent.models_for(env)
     if seed is not None:
         torch.manual_seed(seed)
-    agent = None
+    player = None
     if dream:
-        world = DreamWorld(models.world_model, env, dtype, seed)
+        world = DreamWorld(models.world_model, env, agent.dtype, seed)
         if watch:
-            agent = DreamAgent(models.actor_critic, world, len(meanings), seed or 0)
+            player = DreamAgent(models.actor_critic, world, len(meanings), seed or 0)
     else:
         world = RealWorld(env, seed)
-        policy = Policy(
-            models.world_model, models.actor_critic, 1, len(meanings),
-            context_length=config.train.act_context, device=model_device, dtype=dtype,
-            rng=np.random.default_rng(seed), act_on_posterior=config.train.act_on_posterior,
-        )  # fmt: skip
-        agent = RealAgent(policy)
-    return PlayApp(world, meanings, agent=agent, fps=fps, scale=scale)
+        player = RealAgent(
+            Policy(models, config.train, 1, np.random.default_rng(seed), dtype=agent.dtype)
+        )
+    return PlayApp(world, meanings, agent=player, fps=fps, scale=scale)

@@ -11,8 +11,9 @@ import torch
 from storm_wm.acting import Policy
 from storm_wm.device import autocast
 from storm_wm.models import ActorCritic, WorldModel
+from storm_wm.models.actor_critic import agent_state
+from storm_wm.models.transformer import KVCache
 from storm_wm.visualize.dream import to_uint8_frames
-from storm_wm.visualize.stream import TokenStream
 
 
 @dataclass
@@ -47,7 +48,8 @@ class DreamWorld:
 
     Each step feeds (z_t, a_t) to the transformer, reads the predicted reward and end flag from
     the feature h_t, samples z_{t+1} from the prior and shows its decoded frame, exactly as the
-    agent's imagined rollouts run. The dream can go on for any number of steps (`TokenStream`).
+    agent's imagined rollouts run. The dream can go on for any number of steps (the transformer's
+    cache rolls).
     """
 
     name = "world model's dream"
@@ -65,16 +67,16 @@ class DreamWorld:
         self.dtype = dtype
         self.latent: torch.Tensor | None = None  # (1, latent): z of the frame on screen
         self.feature: torch.Tensor | None = None  # (1, hidden): h that predicted it
-        self.stream: TokenStream | None = None
+        self.cache: KVCache | None = None
 
     @torch.no_grad()
     def reset(self) -> np.ndarray:
         frame = self.real.reset()
         with autocast(self.device, self.dtype):
             real = torch.from_numpy(frame)[None, None].to(self.device)
-            self.latent = self.world_model.encode(real)[:, 0]
+            self.latent = self.world_model.encode(real, self.world_model.latent_noise(1, 1))[:, 0]
             self.feature = None
-            self.stream = TokenStream(self.world_model)
+            self.cache = self.world_model.transformer.new_cache(1, rolling=True)
             return to_uint8_frames(self.world_model.decode(self.latent))[0]
 
     @torch.no_grad()
@@ -82,18 +84,17 @@ class DreamWorld:
         model = self.world_model
         with autocast(self.device, self.dtype):
             action_tensor = torch.tensor([action], device=self.device)
-            self.feature = self.stream.push(self.latent, action_tensor)
+            self.feature, self.latent = model.step(
+                self.latent, action_tensor, self.cache, model.latent_noise(1)
+            )
             reward = float(model.predict_reward(self.feature)[0])
             ended = bool(model.predict_termination(self.feature)[0])
-            self.latent = model.sample(model.prior_logits(self.feature))
             frame = to_uint8_frames(model.decode(self.latent))[0]
         return WorldStep(frame, reward, ended)
 
     def agent_state(self) -> torch.Tensor | None:
         """s_t = (z_t, h_{t-1}) as in imagination; None on the first frame, which has no h."""
-        if self.feature is None:
-            return None
-        return torch.cat([self.latent, self.feature.float()], dim=-1)
+        return None if self.feature is None else agent_state(self.latent, self.feature)
 
 
 class RealAgent:
@@ -125,8 +126,9 @@ class DreamAgent:
         state = self.world.agent_state()
         if state is None:  # like Policy with an empty context: a uniform first action
             return int(self.rng.integers(self.num_actions))
+        noise = torch.rand(1, self.num_actions, device=self.world.device)
         with autocast(self.world.device, self.world.dtype):
-            return int(self.actor_critic.act(state)[0])
+            return int(self.actor_critic.act(state, noise)[0])
 
     def reset(self) -> None:
         pass

@@ -1,1 +1,1 @@
-"""Composing a training run: validate, build every object, wire callbacks, run the loop."""
+"""A training run: validate, build and restore its objects, run the loop with its parts."""

@@ -20,10 +20,12 @@ import gymnasium
 import numpy as np
 import torch
 
-from storm_wm.benchmark.flops import count_flops
 from storm_wm.config import Config
+from storm_wm.measure import count_flops
+from storm_wm.models.agent import build_models
 from storm_wm.replay import ReplayBuffer
-from storm_wm.training.trainer import Trainer, build_models
+from storm_wm.text import plural, rough_duration
+from storm_wm.training.trainer import Trainer
 
 QUICK_SECONDS = 1800.0
 """Runs estimated below this (on a generous CPU) start without a word."""
@@ -107,13 +109,6 @@ def updates_left(config: Config, done: int) -> int:
     return max(0, train.steps // train.train_every - start // train.train_every)
 
 
-def duration(seconds: float) -> str:
-    for unit, length in (("days", 86400), ("hours", 3600), ("minutes", 60)):
-        if seconds >= 2 * length:
-            return f"{seconds / length:.0f} {unit}"
-    return f"{seconds:.0f} s"
-
-
 def announce_workload(
     config: Config, device: torch.device, env: gymnasium.Env, done: int = 0
 ) -> None:
@@ -136,8 +131,8 @@ def announce_workload(
     left = f"{updates:,} updates left" if done else f"{updates:,} updates"
     print(
         f"storm-wm: this is a GPU workload: {left} of "
-        f"{total / max(updates, 1) / 1e12:.2f} TFLOP, about {duration(seconds)} on this CPU "
-        f"when nothing else runs on it ({threads} thread{'s' if threads != 1 else ''} at "
+        f"{total / max(updates, 1) / 1e12:.2f} TFLOP, about {rough_duration(seconds)} on this CPU "
+        f"when nothing else runs on it ({plural(threads, 'thread')} at "
         f"{one_thread / 1e9:.0f} GFLOP/s each, {EFFICIENCY:.0%} of it expected: "
         f"{seconds / max(updates, 1):.1f} s per update; acting not counted). On a CPU, try "
         "`--preset toy` (toy:catch, minutes) first; Ctrl-C stops with a checkpoint",

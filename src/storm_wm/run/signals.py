@@ -19,6 +19,8 @@ import signal
 import threading
 from types import FrameType
 
+from storm_wm.training.loop import LoopState, Part
+
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -28,8 +30,9 @@ ACKNOWLEDGEMENT = (
 )
 
 
-class StopSignals:
-    """Context manager: while active, `requested` becomes the signal's name on the first one."""
+class StopSignals(Part):
+    """Context manager: while active, `requested` becomes the signal's name on the first one,
+    and as a part of the loop, `state.stopped_by` after the step it arrived in."""
 
     def __init__(self, announce_to: int | None = 2) -> None:
         """`announce_to`: the file descriptor the acknowledgement goes to (None: none)."""
@@ -61,5 +64,5 @@ class StopSignals:
             signal.signal(number, handler)
         self.previous.clear()
 
-    def __call__(self) -> str | None:
-        return self.requested
+    def step_done(self, state: LoopState, warming_up: bool) -> None:
+        state.stopped_by = self.requested

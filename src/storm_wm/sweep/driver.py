@@ -1,9 +1,8 @@
 """The sweep loop: submit runs to a backend, retry failures, record every change, show progress.
 
-Backend-agnostic: a backend offers `capacity`, `submit(run, attempt)`, `wait(timeout)` (the runs
-that ended, with their outcomes), `cancel()` and `close()`. A failed attempt goes to the back of
-the queue, so one bad run delays no other, and after `retries` more attempts it is reported and
-left; the sweep goes on.
+The same on either backend (`backends.Backend`). A failed attempt goes to the back of the queue,
+so one bad run delays no other, and after `retries` more attempts it is reported and left; the
+sweep goes on.
 """
 
 from __future__ import annotations
@@ -11,24 +10,14 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Protocol
 
-from storm_wm.sweep.execute import Outcome, run_is_finished
+from storm_wm.sweep.backends import Backend
+from storm_wm.sweep.execute import run_is_finished
 from storm_wm.sweep.plan import RunSpec
 from storm_wm.sweep.progress import ProgressDisplay, RunTracker
 from storm_wm.sweep.state import SweepState
 
 REFRESH_SECONDS = 1.0
-
-
-class Backend(Protocol):
-    capacity: int
-    description: str
-
-    def submit(self, run: RunSpec, attempt: int) -> None: ...
-    def wait(self, timeout: float) -> list[tuple[RunSpec, Outcome]]: ...
-    def cancel(self) -> None: ...
-    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ directory, so the same call starts a new run or resumes a killed one.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import shlex
@@ -21,13 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from storm_wm.launch import die_with_parent, last_line, storm_wm_argv
 from storm_wm.sweep.plan import RunSpec
 
 STOP_SECONDS = 60.0
 """How long a stopped run may take to write its last checkpoint before it is killed."""
-
-_PR_SET_PDEATHSIG = 1
-_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
 
 
 @dataclass(frozen=True)
@@ -75,27 +72,6 @@ def stop(processes: list[subprocess.Popen]) -> None:
             process.wait()
 
 
-def _die_with_parent() -> None:
-    """In the child: be sent SIGTERM when the thread that started it dies (Linux).
-
-    A sweep killed with SIGKILL, or a Ray worker killed by cancellation, then leaves no
-    training process behind.
-    """
-    if _LIBC is not None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def _last_line(log_path: Path, offset: int) -> str:
-    try:
-        with log_path.open("rb") as log:
-            log.seek(offset)
-            text = log.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1][:300] if lines else ""
-
-
 def _wait(process: subprocess.Popen) -> int:
     """Wait in short slices: Ray cancels a task by raising KeyboardInterrupt in its thread,
     which cannot land while the thread is blocked in one long waitpid()."""
@@ -114,18 +90,23 @@ def _call(
     on_start: Callable[[subprocess.Popen], None] | None,
 ) -> str | None:
     """Run `storm-wm ARGUMENTS` with its output appended to `log_path`; the error, or None."""
-    command = [sys.executable, "-m", "storm_wm.cli", *arguments]
+    command = storm_wm_argv(*arguments)
     with log_path.open("ab") as log:
         log.write(f"\n=== {header}: storm-wm {shlex.join(arguments)}\n".encode())
         log.flush()
         offset = log.tell()
         # Its own session: a Ctrl-C meant for the sweep reaches the run only as the sweep's one
-        # SIGTERM (a second signal would make train exit without its checkpoint).
+        # SIGTERM (a second signal would make train exit without its checkpoint). A sweep killed
+        # with SIGKILL, or a Ray worker killed by cancellation, leaves no run behind.
         process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            env=environment, start_new_session=True,
-            preexec_fn=_die_with_parent if _LIBC is not None else None,
-        )  # fmt: skip
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            start_new_session=True,
+            preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
+        )
         if on_start is not None:
             on_start(process)
         try:
@@ -135,7 +116,7 @@ def _call(
             raise
     if code == 0:
         return None
-    last = _last_line(log_path, offset)
+    last = last_line(log_path, offset)
     if code < 0:
         killed = f"killed by {signal.Signals(-code).name}"
         return f"{killed} ({last})" if last else killed
@@ -166,15 +147,14 @@ def execute_run(
         place += f", CUDA_VISIBLE_DEVICES={devices!r}"
     header = f"storm-wm sweep attempt {attempt}, {place}, {time.strftime('%Y-%m-%d %H:%M:%S')}"
 
-    arguments = run.resume_arguments if resumes(run_dir) else run.train_arguments
-    log_path = run_dir / "train.log"
-    error = _call(arguments, log_path, header, full_environment, on_start)
-    if error is not None:
-        return Outcome(finished=False, error=error, log=str(log_path))
-    log_path = run_dir / "eval.log"
-    error = _call(run.eval_arguments, log_path, header, full_environment, on_start)
-    if error is not None:
-        return Outcome(finished=False, error=error, log=str(log_path))
+    train = run.resume_arguments if resumes(run_dir) else run.train_arguments
+    for arguments, log_path in (
+        (train, run_dir / "train.log"),
+        (run.eval_arguments, run_dir / "eval.log"),
+    ):
+        error = _call(arguments, log_path, header, full_environment, on_start)
+        if error is not None:
+            return Outcome(finished=False, error=error, log=str(log_path))
     if not run_is_finished(run_dir):
         return Outcome(False, "eval exited cleanly but wrote no eval.json", str(log_path))
     return Outcome(finished=True)

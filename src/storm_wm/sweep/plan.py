@@ -18,6 +18,8 @@ from storm_wm.envs import resolve_game
 from storm_wm.errors import StormError
 from storm_wm.games import ATARI_100K_GAMES
 from storm_wm.hints import command
+from storm_wm.options import add_train_options, config_from_args
+from storm_wm.text import run_name
 
 ATARI_26 = "atari26"
 """The --games keyword for the 26 games of the Atari 100k benchmark."""
@@ -108,31 +110,29 @@ def check_train_options(options: list[str]) -> None:
             )
 
 
-def train_config(arguments: list[str]) -> tuple[Config, argparse.Namespace]:
+def train_config(arguments: list[str]) -> Config:
     """The config `storm-wm train ARGUMENTS` would build, by train's own parser and rules."""
-    from storm_wm.commands import train as train_command
-
-    parser = argparse.ArgumentParser(prog="storm-wm")
-    train_command.add_parser(parser.add_subparsers(dest="command"))
+    parser = argparse.ArgumentParser(prog="storm-wm train", allow_abbrev=False)
+    add_train_options(parser)
     try:
-        parsed, extra = parser.parse_known_args(["train", *arguments])
+        parsed, extra = parser.parse_known_args(arguments)
     except SystemExit:
         raise StormError(
             "storm-wm train refuses these options (its message is above); "
             f"see `{command('train', '--help')}`"
         ) from None
     parsed.overrides = extra
-    return train_command.config_from_args(parsed), parsed
+    return config_from_args(parsed)
 
 
 def run_dir_name(game: str, seed: int) -> str:
-    return f"{game.replace(':', '-').replace('/', '-')}_seed{seed}"
+    return run_name(game, f"seed{seed}")
 
 
 def default_sweep_dir(games_text: str, games: tuple[str, ...], preset: str, seeds: str) -> Path:
     """sweeps/<preset>_<games>_seeds<seeds>: the same command always finds its own sweep."""
     label = ATARI_26 if games_text.strip().lower() == ATARI_26 else "+".join(games)
-    label = label.replace(":", "-").replace("/", "-")
+    label = run_name(label)  # its `+` between games kept
     if len(label) > 60:
         label = f"{len(games)}games-{hashlib.sha1(label.encode()).hexdigest()[:8]}"
     seeds_label = re.sub(r"\s+", "", seeds)
@@ -162,19 +162,16 @@ def plan_sweep(
     shared = ["--preset", preset, *(["--steps", str(steps)] if steps is not None else [])]
     runs = []
     for game in games:
-        config, parsed = train_config(["--game", game, *shared, *train_options])
-        episodes = eval_episodes or config.train.eval_episodes
+        config = train_config(["--game", game, *shared, *train_options])
+        episodes, device = str(eval_episodes or config.train.eval_episodes), config.device
         for seed in seeds:
             run_dir = sweep_dir / run_dir_name(game, seed)
-            train_arguments = (
-                "train", "--game", game, "--seed", str(seed), *shared,
-                "--run-dir", str(run_dir), "--no-progress", *train_options,
-            )  # fmt: skip
-            eval_arguments = (
-                "eval", str(run_dir), "--episodes", str(episodes), "--device", parsed.device,
-            )  # fmt: skip
-            runs.append(RunSpec(game, seed, run_dir, train_arguments, eval_arguments,
-                                config.train.steps))  # fmt: skip
+            train_arguments = ("train", "--game", game, "--seed", str(seed), *shared)
+            train_arguments += ("--run-dir", str(run_dir), "--no-progress", *train_options)
+            eval_arguments = ("eval", str(run_dir), "--episodes", episodes, "--device", device)
+            runs.append(
+                RunSpec(game, seed, run_dir, train_arguments, eval_arguments, config.train.steps)
+            )
     arguments = {
         "games": list(games),
         "seeds": list(seeds),

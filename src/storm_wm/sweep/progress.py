@@ -8,53 +8,29 @@ changes of state are printed, one line each, so the log stays readable.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import shutil
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from storm_wm.logs.records import records
 from storm_wm.sweep.plan import RunSpec
 from storm_wm.sweep.state import RunRecord
-
-
-def format_duration(seconds: float) -> str:
-    """3725 -> `1h02m`, 185 -> `3m05s`, 12 -> `12s`."""
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    if minutes:
-        return f"{minutes}m{seconds:02d}s"
-    return f"{seconds}s"
-
-
-def plural(count: int, noun: str) -> str:
-    """plural(1, "game") -> `1 game`, plural(2, "game") -> `2 games`."""
-    return f"{count} {noun}" + ("" if count == 1 else "s")
+from storm_wm.text import format_duration, plural
 
 
 def last_step(metrics_path: Path) -> int | None:
     """The `step` of the last complete record of a metrics.jsonl, reading only its tail."""
     try:
-        with metrics_path.open("rb") as file:
-            file.seek(0, os.SEEK_END)
-            size = file.tell()
-            file.seek(max(0, size - 8192))
-            tail = file.read().decode("utf-8", errors="replace")
+        tail = records(metrics_path, tail_bytes=8192)
     except OSError:
         return None
-    for line in reversed(tail.split("\n")[1:] if size > 8192 else tail.split("\n")):
-        try:
-            step = json.loads(line).get("step")
-        except (ValueError, AttributeError):
-            continue  # blank, partly written, or cut by the tail window
-        if isinstance(step, int | float):
-            return int(step)
-    return None
+    steps = [record["step"] for record in tail if isinstance(record.get("step"), int | float)]
+    return int(steps[-1]) if steps else None
 
 
 def mean_return(run_dir: Path) -> float | None:
@@ -81,22 +57,16 @@ class RunTracker:
         self.submitted_at, self.first_seen, self.step = now, None, None
 
     def phase(self) -> str:
-        """The record's status, with `running` refined from the run's files."""
+        """The record's status, with `running` refined from the run's logs: one touched since
+        the attempt was submitted means a worker picked the run up (coarse mtimes: -1 s)."""
         status = self.record.status
         if status != "running" or self.submitted_at is None:
             return status
-        started = [
-            path.stat().st_mtime
-            for path in (self.run.run_dir / "train.log", self.run.run_dir / "eval.log")
-            if path.exists()
-        ]
-        # A log touched since submission means a worker picked the run up (coarse mtimes: -1 s).
-        if not started or max(started) < self.submitted_at - 1:
-            return "waiting"
-        eval_log = self.run.run_dir / "eval.log"
-        if eval_log.exists() and eval_log.stat().st_mtime >= self.submitted_at - 1:
-            return "evaluating"
-        return "training"
+        for log, phase in (("eval.log", "evaluating"), ("train.log", "training")):
+            with contextlib.suppress(OSError):
+                if (self.run.run_dir / log).stat().st_mtime >= self.submitted_at - 1:
+                    return phase
+        return "waiting"
 
     def observe(self, now: float) -> None:
         step = last_step(self.run.run_dir / "metrics.jsonl")
@@ -161,24 +131,24 @@ class ProgressDisplay:
 
     def refresh(self, trackers: list[RunTracker], now: float) -> None:
         width = max(len(tracker.run.name) for tracker in trackers)
+
+        def line(tracker: RunTracker) -> str:
+            return f"{tracker.run.name:<{width}}  {tracker.describe(now)}"
+
         if not self.in_place:
             for tracker in trackers:
                 phase = tracker.phase()
                 if self.printed_phase.get(tracker.run.name) != phase:
                     self.printed_phase[tracker.run.name] = phase
-                    print(f"{tracker.run.name:<{width}}  {tracker.describe(now)}",
-                          file=self.stream, flush=True)  # fmt: skip
+                    print(line(tracker), file=self.stream, flush=True)
             return
         columns, rows = shutil.get_terminal_size()
-        shown = trackers
-        counts: dict[str, int] = {}
+        shown, summary = trackers, []
         if len(trackers) > rows - 2:  # too many to list: show active runs, count the rest
+            counts = Counter(tracker.phase() for tracker in trackers)
             shown = [t for t in trackers if t.phase() not in ("queued", "finished")]
-            for tracker in trackers:
-                counts[tracker.phase()] = counts.get(tracker.phase(), 0) + 1
-        lines = [f"{t.run.name:<{width}}  {t.describe(now)}"[: columns - 1] for t in shown]
-        if counts:
-            lines.append(", ".join(f"{count} {phase}" for phase, count in sorted(counts.items())))
+            summary = [", ".join(f"{count} {phase}" for phase, count in sorted(counts.items()))]
+        lines = [line(tracker)[: columns - 1] for tracker in shown] + summary
         self._erase()
         self.stream.write("".join(line + "\n" for line in lines))
         self.stream.flush()

@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from storm_wm.atomic import write_text_atomically
 from storm_wm.errors import StormError
 from storm_wm.persistence.lock import directory_lock
+from storm_wm.sweep.plan import SweepPlan
 
 STATE_FILE = "sweep.json"
 LOCK_FILE = ".sweep.lock"
 FORMAT_VERSION = 1
-
-STATUSES = ("queued", "running", "retrying", "finished", "failed", "interrupted")
-"""A run's recorded status; the files in its run directory stay the ground truth on re-runs."""
 
 
 @dataclass
@@ -34,6 +32,8 @@ class RunRecord:
     game: str
     seed: int
     status: str = "queued"
+    """queued, running, retrying, finished, failed or interrupted; the files in the run
+    directory stay the ground truth on re-runs."""
     attempts: int = 0
     """Attempts over every invocation of the sweep."""
     error: str | None = None
@@ -60,13 +60,9 @@ class SweepState:
         self.runs = runs
 
     @classmethod
-    def open(
-        cls, sweep_dir: Path, arguments: dict[str, Any], runs: dict[str, tuple[str, int]]
-    ) -> SweepState:
-        """Load the sweep in `sweep_dir`, refusing other arguments, or start a new one.
-
-        `runs` maps each run name to its (game, seed).
-        """
+    def open(cls, plan: SweepPlan) -> SweepState:
+        """Load the sweep in the plan's directory, refusing other arguments, or start a new one."""
+        sweep_dir, arguments = plan.sweep_dir, plan.arguments
         path = sweep_dir / STATE_FILE
         records: dict[str, RunRecord] = {}
         if path.exists():
@@ -86,20 +82,18 @@ class SweepState:
                         f"{sweep_dir} holds a sweep started with {before}, not {now}; "
                         "re-run with the same arguments or choose another --out"
                     )
-        for name, (game, seed) in runs.items():
-            records.setdefault(name, RunRecord(game, seed))
+        for run in plan.runs:
+            records.setdefault(run.name, RunRecord(run.game, run.seed))
         return cls(path, arguments, records)
 
     def save(self) -> None:
-        """Through a temporary file and a rename: a killed sweep never leaves half a file."""
+        """Atomically: a killed sweep never leaves half a file."""
         data = {
             "format_version": FORMAT_VERSION,
             "arguments": self.arguments,
             "runs": {name: asdict(record) for name, record in self.runs.items()},
         }
-        temporary = self.path.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(temporary, self.path)
+        write_text_atomically(self.path, json.dumps(data, indent=2) + "\n")
 
 
 @contextlib.contextmanager

@@ -1,1 +1,2 @@
-"""The learning core: the trainer (optimizers, precision, clipping), the loop, metric logging."""
+"""The learning core: the trainer (optimizers, precision, clipping, skipped non-finite
+updates) and the loop."""

@@ -1,26 +1,20 @@
-"""The training loop: act, store, update, log, checkpoint. It receives built objects."""
+"""The training loop: act, store, update. Everything else a run does each step (logging,
+checkpoints, the progress bar, stop signals, the non-finite watch, diagnostics) is a `Part`
+that the caller composes around it (storm_wm.run.parts)."""
 
 from __future__ import annotations
 
-import sys
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from typing import Any
 
 import gymnasium
 import numpy as np
-import psutil
 import torch
-from tqdm import tqdm
 
 from storm_wm.acting import Policy
-from storm_wm.config import Config
-from storm_wm.errors import StormError
-from storm_wm.hints import command
+from storm_wm.config import Config, TrainConfig
 from storm_wm.replay import ReplayBuffer
-from storm_wm.training.logger import Logger, MetricAccumulator
-from storm_wm.training.progress import PhaseClock
 from storm_wm.training.trainer import Trainer
 
 
@@ -41,22 +35,32 @@ class LoopState:
     """The signal that ended the run early, if one did (not saved)."""
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "step": self.step, "episode": self.episode, "updates": self.updates,
-            "episode_return": self.episode_return, "episode_length": self.episode_length,
-            "frame": None if self.frame is None else torch.from_numpy(self.frame.copy()),
-            "reset_seed": self.reset_seed,
-        }  # fmt: skip
+        state = {field.name: getattr(self, field.name) for field in fields(self)}
+        del state["stopped_by"]
+        state["frame"] = None if self.frame is None else torch.from_numpy(self.frame.copy())
+        return state
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> LoopState:
-        frame = state["frame"]
-        return cls(
-            step=int(state["step"]), episode=int(state["episode"]), updates=int(state["updates"]),
-            episode_return=float(state["episode_return"]),
-            episode_length=int(state["episode_length"]),
-            frame=None if frame is None else frame.numpy(), reset_seed=state["reset_seed"],
-        )  # fmt: skip
+        frame = None if state["frame"] is None else state["frame"].numpy()
+        return cls(**{**state, "frame": frame})
+
+
+class Part:
+    """Something a run does beside the loop's steps. The loop calls each hook at its point of
+    every step, on the parts in their order; a hook left out does nothing."""
+
+    def episode_ended(self, state: LoopState) -> None:
+        """After the last step of an episode, before the env is reset."""
+
+    def updated(self, metrics: dict[str, torch.Tensor]) -> None:
+        """After each update, with its metrics (detached tensors on the training device)."""
+
+    def step_done(self, state: LoopState, warming_up: bool) -> None:
+        """After each step; may end the run early (`state.stopped_by`) or raise."""
+
+    def close(self) -> None:
+        """When the loop ends, however it ends."""
 
 
 def train_loop(
@@ -65,147 +69,50 @@ def train_loop(
     replay: ReplayBuffer,
     trainer: Trainer,
     policy: Policy,
-    logger: Logger,
     rng: np.random.Generator,
-    save: Callable[[LoopState], None],
+    parts: Sequence[Part] = (),
     state: LoopState | None = None,
-    show_progress: bool = True,
-    *,
-    accumulator: MetricAccumulator | None = None,
-    stop_requested: Callable[[], str | None] = lambda: None,
-    on_step: Callable[[int], None] = lambda step: None,
 ) -> LoopState:
-    """Runs until `config.train.steps` environment steps; one update every `train_every` steps.
-
-    Starting from `state` (a resumed run) continues its episode in progress. `save` is called
-    every `checkpoint_every` steps, at the end, when `stop_requested()` names a signal (then the
-    loop returns early with `state.stopped_by` set) and before stopping on non-finite losses
-    (the trainer counts skipped updates on the device; they are read at log and checkpoint
-    steps, where the loop waits for the device anyway).
-    `on_step(step)` runs after every environment step (world-model diagnostics and videos).
-    """
+    """Runs until `config.train.steps` env steps: random actions while the replay holds fewer
+    than `warmup_steps`, then one update every `train_every` steps. Starting from `state` (a
+    resumed run) continues its episode in progress; a part may end the run early."""
     schedule = config.train
     state = state or LoopState(reset_seed=config.seed)
-    accumulator = accumulator if accumulator is not None else MetricAccumulator()
     if state.frame is None:
-        state.frame, _ = env.reset(seed=state.reset_seed)
-        if schedule.clear_context_on_episode_end:
-            policy.reset(0)
-    process = psutil.Process()
-    started, started_step = time.perf_counter(), state.step
-    # tqdm's own time left extrapolates the warm-up's speed: PhaseClock times each phase.
-    progress = tqdm(
-        total=schedule.steps, initial=state.step, unit="step", dynamic_ncols=True,
-        disable=not show_progress, desc=config.env.game,
-        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}, {rate_fmt}{postfix}]",
-    )  # fmt: skip
-    clock, postfix = PhaseClock(), {}
-    # Closed however the loop ends, before an error is printed: a message (a full disk) must
-    # start on a line of its own, with no stale bar printed after it.
+        state.frame = _start_episode(env, policy, schedule, state.reset_seed)
     try:
-        while state.step < schedule.steps:
-            frame = state.frame
+        while state.step < schedule.steps and not state.stopped_by:
             warming_up = len(replay) < schedule.warmup_steps
-            action = int(policy.act(frame[None], random=warming_up)[0])
-            next_frame, reward, terminated, truncated, info = env.step(action)
-            replay.add(
-                frame, action, float(reward), bool(terminated or info.get("life_loss", False))
-            )
-            state.step += 1
+            action = int(policy.act(state.frame[None], random=warming_up)[0])
+            frame, reward, terminated, truncated, info = env.step(action)
+            end = bool(terminated or info.get("life_loss", False))  # life loss: replay flag only
+            replay.add(state.frame, action, float(reward), end)
+            state.step, state.episode_length = state.step + 1, state.episode_length + 1
             state.episode_return += float(reward)
-            state.episode_length += 1
             if terminated or truncated:
-                logger.log(
-                    state.step,
-                    {"env/episode_return": state.episode_return,
-                     "env/episode_length": state.episode_length},
-                )  # fmt: skip
-                postfix["episode_return"] = f"{state.episode_return:g}"
+                for part in parts:
+                    part.episode_ended(state)
                 state.episode += 1
-                if schedule.clear_context_on_episode_end:
-                    policy.reset(0)
-                # None continues the env's seeded generators; the run's seed replays the same start.
-                state.frame, _ = env.reset(seed=config.seed if schedule.repeat_reset_seed else None)
                 state.episode_return, state.episode_length = 0.0, 0
-            else:
-                state.frame = next_frame
-
+                # None continues the env's seeded generators; the run's seed replays the same start.
+                seed = config.seed if schedule.repeat_reset_seed else None
+                frame = _start_episode(env, policy, schedule, seed)
+            state.frame = frame
             if not warming_up and state.step % schedule.train_every == 0:
-                accumulator.add(trainer.train_step(replay, rng, state.step))
+                metrics = trainer.train_step(replay, rng, state.step)
                 state.updates += 1
-            logging = state.step % schedule.log_every == 0
-            due = state.step % schedule.checkpoint_every == 0 or state.step == schedule.steps
-            failure, skipped_updates = None, None
-            if logging or due:  # steps that wait for the device anyway (a log flush, a checkpoint)
-                failure, skipped_updates = _check_nonfinite(
-                    trainer, schedule.max_nonfinite_updates, state.step
-                )
-            if logging:
-                metrics = accumulator.flush()
-                if metrics:
-                    metrics["train/updates"] = state.updates
-                    metrics["train/skipped_updates"] = skipped_updates
-                    elapsed = time.perf_counter() - started
-                    metrics["train/steps_per_second"] = (state.step - started_step) / elapsed
-                    metrics["system/memory_mb"] = process.memory_info().rss / 2**20
-                    logger.log(state.step, metrics)
-            on_step(state.step)
-            state.stopped_by = stop_requested()
-            if failure:
-                progress.close()
-                if not _weights_are_finite(trainer):
-                    raise StormError(
-                        f"{failure}; the weights are no longer finite and were not saved: the "
-                        "newest checkpoint holds the last good ones"
-                    )
-                save(state)
-                raise StormError(
-                    f"{failure}; the checkpoint of step {state.step} holds the last finite "
-                    "weights. Check the game's rewards and the learning rates, then start a new "
-                    "run (or "
-                    f"evaluate this one with `{command('eval', 'RUN_DIR')}`)"
-                )
-            if due or state.stopped_by:
-                save(state)
-            if show_progress:
-                clock.tick(warming_up)
-                steps_left = schedule.steps - state.step
-                warmup_left = min(max(0, schedule.warmup_steps - len(replay)), steps_left)
-                left = clock.describe(warmup_left, steps_left - warmup_left)
-                shown = [left, *(f"{name}={value}" for name, value in postfix.items())]
-                progress.set_postfix_str(", ".join(shown), refresh=False)
-            progress.update(1)
-            if state.stopped_by:
-                break
+                for part in parts:
+                    part.updated(metrics)
+            for part in parts:
+                part.step_done(state, warming_up)
     finally:
-        progress.close()
+        for part in parts:
+            part.close()
     return state
 
 
-def _check_nonfinite(trainer: Trainer, limit: int, step: int) -> tuple[str | None, int]:
-    """Reads the trainer's non-finite counters (kept on the device, so read only at log and
-    checkpoint steps): warns once for each model whose newest streak of skipped updates began
-    since the last read, naming the step it began at; returns the message to stop with when a
-    streak reached `limit` (checked at the first read after it did), and the skipped total."""
-    report = trainer.nonfinite.read()
-    failure = None
-    for model, longest in report.longest.items():
-        began = report.streak_started[model]
-        if began is not None:
-            tqdm.write(
-                f"storm-wm: warning: step {began}: non-finite {model.replace('_', '-')} loss or "
-                "gradient; update skipped",
-                file=sys.stderr,
-            )
-        if longest >= limit and failure is None:
-            failure = (
-                f"training stopped at step {step}: {longest} {model.replace('_', '-')} updates "
-                "in a row had a non-finite loss or gradient (each was skipped; "
-                f"train.max_nonfinite_updates is {limit})"
-            )
-    return failure, report.skipped_updates
-
-
-def _weights_are_finite(trainer: Trainer) -> bool:
-    modules = (trainer.models.world_model, trainer.models.actor_critic)
-    return all(bool(torch.isfinite(p).all()) for module in modules for p in module.parameters())
+def _start_episode(env, policy: Policy, schedule: TrainConfig, seed: int | None) -> np.ndarray:
+    if schedule.clear_context_on_episode_end:
+        policy.reset(0)
+    frame, _ = env.reset(seed=seed)
+    return frame

@@ -2,12 +2,10 @@
 
 from storm_wm.visualize.compose import compose_dream
 from storm_wm.visualize.dream import DreamRollout, dream_rollout
-from storm_wm.visualize.stream import TokenStream
 from storm_wm.visualize.video import add_video, check_video_path, write_video
 
 __all__ = [
     "DreamRollout",
-    "TokenStream",
     "add_video",
     "check_video_path",
     "compose_dream",

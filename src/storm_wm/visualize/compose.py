@@ -7,6 +7,7 @@ import functools
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from storm_wm.text import plural
 from storm_wm.visualize.dream import DreamRollout
 
 GAP = 4
@@ -79,10 +80,10 @@ def reward_line(label: str, rewards: np.ndarray, ends: np.ndarray, step: int) ->
 def header_line(step: int, length: int, context: int) -> str:
     """`step 9/24   imagining, 1 step past the context` (or the context's length, before it)."""
     if step < context:
-        phase = f"context ({context} real frame{'s' if context != 1 else ''})"
+        phase = f"context ({plural(context, 'real frame')})"
     else:
         past = step - context + 1
-        phase = f"imagining, {past} step{'s' if past != 1 else ''} past the context"
+        phase = f"imagining, {plural(past, 'step')} past the context"
     return f"step {step + 1}/{length}   {phase}"
 
 
@@ -110,7 +111,7 @@ def compose_dream(
                     rollout.reconstruction_rewards,
                     rollout.reconstruction_terminations,
                     step,
-                )  # fmt: skip
+                )
             ],
             [
                 reward_line(

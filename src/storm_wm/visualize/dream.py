@@ -8,7 +8,6 @@ import numpy as np
 import torch
 
 from storm_wm.models import WorldModel
-from storm_wm.visualize.stream import TokenStream
 
 
 @dataclass
@@ -56,7 +55,7 @@ def dream_rollout(
 
     The imagination starts from the first `context` real frames and then sees no real frame
     again: each next latent is sampled from the prior and fed back with the real action, as in
-    the agent's imagined training rollouts. Any T works (see `TokenStream`).
+    the agent's imagined training rollouts. Any T works (the transformer's cache rolls).
     """
     length = len(frames)
     if not 1 <= context < length:
@@ -65,17 +64,22 @@ def dream_rollout(
     real = torch.from_numpy(np.ascontiguousarray(frames))[None].to(device)  # (1, T, H, W, 3)
     real_actions = torch.as_tensor(np.asarray(actions), dtype=torch.long)[None].to(device)
 
-    posterior = world_model.encode(real)  # (1, T, latent)
-    teacher_features = TokenStream(world_model).feed(posterior, real_actions)  # (1, T, hidden)
+    transformer = world_model.transformer
+    posterior = world_model.encode(real, world_model.latent_noise(1, length))  # (1, T, latent)
+    teacher_features = transformer.step(
+        posterior, real_actions, transformer.new_cache(1, rolling=True)
+    )
 
     imagined_latents = [posterior[:, :context]]
     imagined_features = []
-    stream = TokenStream(world_model)
-    feature = stream.feed(posterior[:, :context], real_actions[:, :context])[:, -1]
+    cache = transformer.new_cache(1, rolling=True)
+    feature = transformer.step(posterior[:, :context], real_actions[:, :context], cache)[:, -1]
+    latent = world_model.sample(world_model.prior_logits(feature), world_model.latent_noise(1))
     for step in range(context, length):
-        latent = world_model.sample(world_model.prior_logits(feature))  # the prior of frame t
-        imagined_latents.append(latent[:, None])
-        feature = stream.push(latent, real_actions[:, step])
+        imagined_latents.append(latent[:, None])  # the prior sample of frame `step`
+        feature, latent = world_model.step(
+            latent, real_actions[:, step], cache, world_model.latent_noise(1)
+        )
         imagined_features.append(feature[:, None])
     imagined_latents = torch.cat(imagined_latents, dim=1)
     imagined_features = torch.cat([teacher_features[:, :context], *imagined_features], dim=1)

@@ -10,11 +10,10 @@ import numpy as np
 import torch
 
 from storm_wm.acting import Policy
-from storm_wm.device import autocast, resolve_precision
-from storm_wm.envs import make_env, resolve_game
+from storm_wm.device import autocast
+from storm_wm.envs import action_meanings, make_env
 from storm_wm.errors import StormError
-from storm_wm.evaluation import load_models
-from storm_wm.play.keys import action_meanings
+from storm_wm.persistence.agent import load_agent
 from storm_wm.visualize.compose import compose_dream
 from storm_wm.visualize.dream import DreamRollout, dream_rollout
 from storm_wm.visualize.video import check_video_path, write_video
@@ -57,9 +56,12 @@ def record_real_play(
             frame, _ = env.reset()
     frames, actions, rewards, ends = zip(*kept, strict=True)
     return RealSteps(
-        np.stack(frames), np.array(actions), np.array(rewards, np.float32), np.array(ends),
+        np.stack(frames),
+        np.array(actions),
+        np.array(rewards, np.float32),
+        np.array(ends),
         episodes_ended,
-    )  # fmt: skip
+    )
 
 
 @dataclass
@@ -88,31 +90,27 @@ def make_dream_video(
     check_video_path(out)
     if steps < 1 or skip < 0 or scale < 1 or fps <= 0:
         raise StormError("--steps, --scale and --fps must be positive and --start 0 or more")
-    config, models, _ = load_models(run_dir, checkpoint, device)
+    agent = load_agent(run_dir, checkpoint, device)
+    config = agent.config
     context = config.agent.context_length if context is None else context
     if context < 1:
         raise StormError(f"--context must be at least 1 real frame, got {context}")
-    spec = resolve_game(config.env.game)
-    env = make_env(
-        spec, protocol=config.env.protocol, image_size=config.env.image_size,
-        max_episode_frames=config.env.max_episode_frames, life_loss=config.env.life_loss,
-    )  # fmt: skip
-    device_ = next(models.world_model.parameters()).device
-    dtype = resolve_precision(config.precision, device_)
+    env = make_env(config.env)
+    models = agent.models_for(env)
     torch.manual_seed(seed)
-    policy = Policy(
-        models.world_model, models.actor_critic, 1, int(env.action_space.n),
-        context_length=config.train.act_context, device=device_, dtype=dtype,
-        rng=np.random.default_rng(seed), act_on_posterior=config.train.act_on_posterior,
-    )  # fmt: skip
+    policy = Policy(models, config.train, 1, np.random.default_rng(seed), dtype=agent.dtype)
     real = record_real_play(env, policy, context + steps, skip, seed)
     names = action_meanings(env)
     env.close()
-    with autocast(device_, dtype):
+    with autocast(agent.device, agent.dtype):
         rollout = dream_rollout(
-            models.world_model, real.frames, real.actions, real.rewards, real.terminations,
+            models.world_model,
+            real.frames,
+            real.actions,
+            real.rewards,
+            real.terminations,
             context,
-        )  # fmt: skip
+        )
     composed = compose_dream(rollout, scale=scale, action_names=names)
     write_video(out, composed, fps)
     return DreamVideo(out, rollout, composed.shape[1:3], real.episodes_ended)

@@ -8,9 +8,9 @@ import torch
 from storm_wm.config import Config
 from storm_wm.device import autocast, resolve_precision
 from storm_wm.diagnostics import HORIZONS, open_loop_errors, open_loop_metrics
+from storm_wm.logs.metrics import Logger
 from storm_wm.models import WorldModel
 from storm_wm.replay import ReplayBuffer
-from storm_wm.training.logger import Logger
 from storm_wm.visualize.compose import compose_dream
 from storm_wm.visualize.dream import dream_rollout
 from storm_wm.visualize.video import add_video

@@ -10,19 +10,24 @@ import numpy as np
 from PIL import Image
 
 from storm_wm.errors import StormError
+from storm_wm.extras import require
 
 if TYPE_CHECKING:
-    from storm_wm.training.events import EventWriter
+    from storm_wm.logs.events import EventWriter
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 
 
 def check_video_path(path: Path) -> None:
-    """Fails before any work is done when the file type is one we cannot write."""
+    """Fails before any work is done when the file type is one we cannot write, or an MP4
+    when the video extra (imageio and its ffmpeg) is not installed."""
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise StormError(
             f"cannot write {path.name!r}: --out must end in {' or '.join(VIDEO_SUFFIXES)}"
         )
+    if path.suffix.lower() == ".mp4":
+        for module in ("imageio", "imageio_ffmpeg"):
+            require(module, f"writing {path.name!r}")
 
 
 def gif_bytes(frames: np.ndarray, fps: float) -> bytes:
@@ -35,9 +40,13 @@ def gif_bytes(frames: np.ndarray, fps: float) -> bytes:
     ]
     buffer = io.BytesIO()
     images[0].save(
-        buffer, format="GIF", save_all=True, append_images=images[1:],
-        duration=max(20, round(1000 / fps)), loop=0,
-    )  # fmt: skip
+        buffer,
+        format="GIF",
+        save_all=True,
+        append_images=images[1:],
+        duration=max(20, round(1000 / fps)),
+        loop=0,
+    )
     return buffer.getvalue()
 
 
@@ -48,8 +57,7 @@ def write_video(path: Path, frames: np.ndarray, fps: float) -> None:
     if path.suffix.lower() == ".gif":
         path.write_bytes(gif_bytes(frames, fps))
         return
-    import imageio.v2 as imageio
-
+    imageio = require("imageio.v2", f"writing {path.name!r}")
     # Frames are composed at multiples of 16 pixels, so the encoder never has to resize them.
     with imageio.get_writer(
         path, format="FFMPEG", fps=fps, codec="libx264", quality=8, macro_block_size=16

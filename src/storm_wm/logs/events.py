@@ -35,7 +35,7 @@ class EventWriter:
         warn: Callable[[str], None] = _warn,
     ) -> None:
         """With `purge_step`, TensorBoard drops the events of that step and later from earlier
-        files of the directory (what a resumed run needs, see `training.logger`)."""
+        files of the directory (what a resumed run needs, see `logs.metrics`)."""
         self.directory = Path(directory)
         self.warn = warn
         self.failure: str | None = None

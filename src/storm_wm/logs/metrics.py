@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
-from storm_wm.atomic import write_text_atomically
 from storm_wm.errors import StormError
 from storm_wm.hints import command
-from storm_wm.training.events import EventWriter
+from storm_wm.logs import records
+from storm_wm.logs.events import EventWriter
 
 
 class MetricAccumulator:
@@ -80,7 +80,7 @@ class Logger:
         self.path = run_dir / "metrics.jsonl"
         purge_step = None
         if resume_step is not None:
-            truncate_metrics(self.path, resume_step)
+            records.truncate(self.path, resume_step)
             purge_step = resume_step + 1
         self.file = self.path.open("a", encoding="utf-8")
         self.writer = EventWriter(Path(run_dir) / "tensorboard", purge_step=purge_step)
@@ -115,18 +115,3 @@ class Logger:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def truncate_metrics(path: Path, last_step: int) -> None:
-    """Keeps the records of steps <= `last_step` (and drops a half-written last line)."""
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # the process died in the middle of writing this line
-        if line.endswith("\n") and int(record.get("step", 0)) <= last_step:
-            kept.append(line)
-    write_text_atomically(path, "".join(kept))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gymnasium
@@ -19,13 +20,22 @@ import numpy as np
 from storm_wm.acting import Policy
 from storm_wm.config import Config
 from storm_wm.errors import StormError
+from storm_wm.logs.metrics import MetricAccumulator
+from storm_wm.models.agent import Models
+from storm_wm.persistence.checkpoint import (
+    checkpoint_path,
+    prune_checkpoints,
+    read_header,
+    save_checkpoint,
+    write_failure_message,
+)
 from storm_wm.persistence.env_state import capture_env_state, restore_env_state
-from storm_wm.persistence.replay_store import ReplayStore
+from storm_wm.persistence.replay_store import ReplayStore, chunk_name
 from storm_wm.persistence.rng_state import capture_rng_state, restore_rng_state
+from storm_wm.persistence.writer import CheckpointWriter, host_copy
 from storm_wm.replay import ReplayBuffer
-from storm_wm.training.logger import MetricAccumulator
 from storm_wm.training.loop import LoopState
-from storm_wm.training.trainer import Models, Trainer
+from storm_wm.training.trainer import Trainer
 
 
 @dataclass
@@ -46,7 +56,8 @@ class Components:
 
 def capture(config: Config, components: Components, state: LoopState) -> dict[str, Any]:
     """The checkpoint payload. Its `replay` entry lists the chunks written so far: a caller that
-    writes the newest chunk afterwards (run.compose, on the writer's thread) lists it then."""
+    writes the newest chunk afterwards (`save_training_checkpoint`, on the writer's thread)
+    lists it then."""
     replay_total = components.replay.total_added
     return {
         "game": components.game,
@@ -109,3 +120,49 @@ def restore(config: Config, components: Components, checkpoint: dict[str, Any]) 
     # Last: nothing above may draw from the generators after they are put back.
     restore_rng_state(checkpoint["rng"], components.rng)
     return state
+
+
+def save_training_checkpoint(
+    run_dir: Path,
+    config: Config,
+    components: Components,
+    state: LoopState,
+    writer: CheckpointWriter | None = None,
+) -> Path:
+    """Appends the new replay steps as a chunk, writes the checkpoint, prunes old ones.
+
+    The state is captured here, on the training thread; with a `writer` the rest (the chunk,
+    then the checkpoint that lists it, then pruning) happens on its background thread and the
+    returned path exists once `writer.wait()` returns. Without one, all of it happens here.
+    """
+    writer = writer or CheckpointWriter(background=False)
+    writer.wait()  # the previous write's chunks are in `store.chunks`; its error surfaces here
+    store, replay = components.replay_store, components.replay
+    pending_chunk = store.take(replay)
+    payload = host_copy(capture(config, components, state))
+    replay_entry = payload["replay"]
+    summary = {"game": components.game, "num_actions": components.num_actions}
+    summary["replay_total"] = replay_entry["total"]
+    step = state.step  # the loop goes on counting while the writer works
+
+    def write() -> None:
+        if pending_chunk is not None:
+            try:
+                store.write(pending_chunk)
+            except OSError as error:
+                chunk = store.directory / chunk_name(pending_chunk.first, pending_chunk.stop)
+                message = write_failure_message(run_dir, f"replay chunk {chunk}", error)
+                raise StormError(message) from None
+        # Listed only now: the chunk just written is on disk before the checkpoint naming it.
+        replay_entry["chunks"] = store.manifest(replay_entry["total"])
+        save_checkpoint(run_dir, step, payload, summary)
+        kept = prune_checkpoints(run_dir, config.train.checkpoint_keep)
+        if config.train.checkpoint_keep > 0 and kept:
+            try:
+                oldest_total = int(read_header(kept[0][1])["replay_total"])
+            except (StormError, KeyError, ValueError):
+                return  # an unreadable old checkpoint: keep every chunk
+            store.prune(oldest_total - replay.capacity)
+
+    writer.submit(write)
+    return checkpoint_path(run_dir, step)
