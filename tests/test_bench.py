@@ -165,36 +165,18 @@ def test_loop_schedule_times_whole_log_intervals_after_the_first_update():
     assert loop_schedule(config, LoopSettings(steps=250, warmup=150)) == (500, 800, 125)
 
 
+TINY_LOOP_BENCH = [sys.executable, "-m", "storm_wm.cli", "bench", "--preset", "toy+tiny"]
+TINY_LOOP_BENCH += [*SCHEDULE_ARGS, "--repeats", "1", "--warmup", "0", "--threads", "1"]
+TINY_LOOP_BENCH += ["--loop-steps", "40", "--loop-warmup", "0"]
+"""`storm-wm bench` timing 40 steps of the real loop of tiny networks after no warm-up."""
+
+
 @pytest.fixture(scope="module")
 def loop_figures(tmp_path_factory) -> dict:
     """The real loop, eager, alone and as two concurrent processes, at a tiny scale."""
     path = tmp_path_factory.mktemp("bench_loop") / "bench.json"
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "storm_wm.cli",
-            "bench",
-            "--preset",
-            "toy+tiny",
-            *SCHEDULE_ARGS,
-            "--repeats",
-            "1",
-            "--warmup",
-            "0",
-            "--threads",
-            "1",
-            "--loop-steps",
-            "40",
-            "--loop-warmup",
-            "0",
-            "--loop-variants",
-            "eager",
-            "--concurrent",
-            "1,2",
-            "--json",
-            str(path),
-        ],
+        [*TINY_LOOP_BENCH, "--loop-variants", "eager", "--concurrent", "1,2", "--json", str(path)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -242,27 +224,7 @@ def test_bench_times_eager_and_compiled_loops_in_one_run(tmp_path):
     """Compiling on a CPU takes minutes, hence slow; the compiled run is a real train.compile."""
     path = tmp_path / "bench.json"
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "storm_wm.cli",
-            "bench",
-            "--preset",
-            "toy+tiny",
-            *SCHEDULE_ARGS,
-            "--repeats",
-            "1",
-            "--warmup",
-            "0",
-            "--threads",
-            "1",
-            "--loop-steps",
-            "40",
-            "--loop-warmup",
-            "0",
-            "--json",
-            str(path),
-        ],
+        [*TINY_LOOP_BENCH, "--json", str(path)],
         capture_output=True,
         text=True,
         timeout=1200,

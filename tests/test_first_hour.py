@@ -51,24 +51,19 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 STEPS = 120
 
 
-def storm_wm(*arguments: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def storm_wm(
+    *arguments: str, timeout: float = 300, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "storm_wm.cli", *arguments]
-    return subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=timeout)
+    return subprocess.run(
+        command, capture_output=True, text=True, env=ENV, timeout=timeout, cwd=cwd
+    )
 
 
-def train_arguments(run_dir: Path, *extra: str) -> list[str]:
-    return [
-        "train",
-        "--preset",
-        "toy+tiny",
-        "--steps",
-        str(STEPS),
-        *SCHEDULE_ARGS,
-        "--no-progress",
-        "--run-dir",
-        str(run_dir),
-        *extra,
-    ]
+def train_arguments(run_dir: Path, *extra: str, steps: int = STEPS) -> list[str]:
+    """`storm-wm train` of the tiny networks on toy:catch for `steps`, on this file's schedule."""
+    common = ["--preset", "toy+tiny", "--steps", str(steps), *SCHEDULE_ARGS, "--no-progress"]
+    return ["train", *common, "--run-dir", str(run_dir), *extra]
 
 
 def error_line(result: subprocess.CompletedProcess) -> str:

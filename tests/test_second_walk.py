@@ -12,51 +12,27 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+import test_first_hour as first_hour
 from storm_wm import cli
 from storm_wm.config import build_config
 from storm_wm.persistence import replay_store
 from storm_wm.persistence.checkpoint import list_checkpoints
 from storm_wm.run import estimate
+from test_first_hour import storm_wm
 
-SCHEDULE = {
-    "train.warmup_steps": 40,
-    "train.checkpoint_every": 40,
-    "train.log_every": 20,
-    "train.train_every": 4,
-    "train.video_every": 0,
-    "train.diagnostics_every": 0,
-}
-SCHEDULE_ARGS = [item for name, value in SCHEDULE.items() for item in (f"--{name}", str(value))]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 STEPS = 80
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def storm_wm(*arguments: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "storm_wm.cli", *arguments]
-    return subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=300, cwd=cwd)
-
-
 def train_arguments(run_dir: Path, *extra: str) -> list[str]:
-    return [
-        "train",
-        "--preset",
-        "toy+tiny",
-        "--steps",
-        str(STEPS),
-        *SCHEDULE_ARGS,
-        "--no-progress",
-        "--run-dir",
-        str(run_dir),
-        *extra,
-    ]
+    """As the first walk's runs (the same tiny networks and schedule), 80 steps long."""
+    return first_hour.train_arguments(run_dir, *extra, steps=STEPS)
 
 
 def one_line(text: str) -> str:
@@ -208,7 +184,7 @@ def test_a_pasted_hint_resumes_a_run_dir_with_spaces(finished_run: Path, tmp_pat
         ["bash", "-c", f"{hint} --steps 100 --no-progress"],
         capture_output=True,
         text=True,
-        env=ENV,
+        env=first_hour.ENV,
         timeout=300,
     )
     assert pasted.returncode == 0, pasted.stderr[-2000:]
