@@ -34,5 +34,5 @@ def require(module: str, feature: str) -> ModuleType:
 
 
 def available(module: str) -> bool:
-    """Whether `module` can be imported (without importing the rest of it twice)."""
+    """Whether `module` is installed, found without importing it."""
     return importlib.util.find_spec(module) is not None
