@@ -7,7 +7,8 @@ evaluated, its training wall time in seconds beside it (NAME.wall_seconds). Writ
 (each seed's episode returns against environment steps, a moving average over them, its eval
 mean at the end, and the random and human scores as lines), OUT/results.json and OUT/results.md
 (per-seed eval mean, the mean over seeds with its 95 % Student-t interval, wall time and
-environment steps per second per run).
+environment steps per second per run). A run without eval.json (stopped before its evaluation)
+is drawn and named, but has no place in the mean or its interval.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from storm_wm.analysis.runs import load_run
+from storm_wm.analysis.runs import last_step, load_episode_returns, load_run
 from storm_wm.analysis.scores import load_reference, random_and_human
 from storm_wm.analysis.stats import t_interval
 from storm_wm.errors import StormError
@@ -66,6 +67,18 @@ def summarise(out: Path) -> dict:
                 "training_episodes": len(run.episode_returns),
             }
         )
+    # A run stopped before its evaluation (a check interrupted, or a configuration given up on):
+    # its curve is drawn and it is named, but it has no eval mean and no place in the interval.
+    unevaluated = sorted(
+        path.parent
+        for path in out.glob("*/metrics.jsonl")
+        if not (path.parent / "eval.json").exists()
+    )
+    stopped = []
+    for path in unevaluated:
+        steps, returns = load_episode_returns(path / "metrics.jsonl")
+        config = json.loads((path / "config.json").read_text())
+        stopped.append((config["seed"], steps, returns, last_step(path), path.name))
     means = [row["eval_mean"] for row in rows]
     interval = t_interval(means)
     random_score, human_score = random_and_human(game) or (None, None)
@@ -78,10 +91,17 @@ def summarise(out: Path) -> dict:
         "random": random_score,
         "human": human_score,
         "storm_paper": float(np.mean(storm)) if storm else None,
-        "_curves": [
-            (run.seed, run.episode_steps, run.episode_returns, row["step"], run.score)
-            for run, row in zip(runs, rows, strict=True)
+        "not_evaluated": [
+            {"run": name, "seed": seed, "step": step} for seed, *_, step, name in stopped
         ],
+        "_curves": sorted(  # by seed, so that a seed keeps its colour whether evaluated or not
+            [
+                (run.seed, run.episode_steps, run.episode_returns, row["step"], run.score)
+                for run, row in zip(runs, rows, strict=True)
+            ]
+            + [(seed, steps, returns, step, None) for seed, steps, returns, step, _ in stopped],
+            key=lambda curve: curve[0],
+        ),
     }
 
 
@@ -96,9 +116,11 @@ def plot(summary: dict, path: Path) -> None:
             steps,
             moving_average(returns, SMOOTHING_EPISODES),
             color=color,
-            label=f"seed {seed}: eval {score:.1f}",
+            label=f"seed {seed}: "
+            + (f"eval {score:.1f}" if score is not None else "not evaluated"),
         )
-        axis.plot([eval_step], [score], "D", color=color, markersize=7, markeredgecolor="k")
+        if score is not None:
+            axis.plot([eval_step], [score], "D", color=color, markersize=7, markeredgecolor="k")
     for name, label, style in (
         ("random", "random", ":"),
         ("human", "human", "--"),
@@ -135,6 +157,11 @@ def markdown(summary: dict) -> str:
     ci = summary["ci95"]
     ci_text = f" [{ci[0]:.2f}, {ci[1]:.2f}] (95 % t-interval over seeds)" if ci else ""
     lines += ["", f"Mean over seeds: **{summary['mean']:.2f}**{ci_text}."]
+    for run in summary["not_evaluated"]:
+        lines.append(
+            f"Not evaluated, so not in the mean: {run['run']} (seed {run['seed']}), stopped at "
+            f"step {run['step']}."
+        )
     references = [
         f"{name} {summary[key]:.1f}"
         for name, key in (("random", "random"), ("human", "human"), ("STORM paper", "storm_paper"))

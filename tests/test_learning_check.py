@@ -6,6 +6,7 @@ script trains the tiny networks for 80 steps of Boxing with short episodes, two 
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -91,6 +92,27 @@ def test_a_second_call_continues_and_does_not_evaluate_again(checked):
     assert [run["eval_mean"] for run in after["runs"]] == [
         run["eval_mean"] for run in before["runs"]
     ]
+
+
+def test_a_run_stopped_before_its_evaluation_is_drawn_and_named_but_not_averaged(checked, tmp_path):
+    out, _ = checked
+    copy = tmp_path / "Boxing"
+    shutil.copytree(out, copy)
+    (copy / "Boxing_seed2" / "eval.json").unlink()
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT.with_name("learning_check.py")), str(copy)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((copy / "results.json").read_text())
+    assert [run["seed"] for run in summary["runs"]] == [1]
+    assert summary["mean"] == summary["runs"][0]["eval_mean"] and summary["ci95"] is None
+    assert summary["not_evaluated"] == [{"run": "Boxing_seed2", "seed": 2, "step": 80}]
+    assert "Not evaluated, so not in the mean: Boxing_seed2 (seed 2), stopped at step 80." in (
+        result.stdout
+    )
 
 
 @pytest.mark.parametrize(
