@@ -74,11 +74,12 @@ def summarise(out: Path) -> dict:
         for path in out.glob("*/metrics.jsonl")
         if not (path.parent / "eval.json").exists()
     )
-    stopped = []
+    not_evaluated, stopped_curves = [], []
     for path in unevaluated:
         steps, returns = load_episode_returns(path / "metrics.jsonl")
-        config = json.loads((path / "config.json").read_text())
-        stopped.append((config["seed"], steps, returns, last_step(path), path.name))
+        seed, step = json.loads((path / "config.json").read_text())["seed"], last_step(path)
+        not_evaluated.append({"run": path.name, "seed": seed, "step": step})
+        stopped_curves.append((seed, steps, returns, step, None))
     means = [row["eval_mean"] for row in rows]
     interval = t_interval(means)
     random_score, human_score = random_and_human(game) or (None, None)
@@ -91,15 +92,13 @@ def summarise(out: Path) -> dict:
         "random": random_score,
         "human": human_score,
         "storm_paper": float(np.mean(storm)) if storm else None,
-        "not_evaluated": [
-            {"run": name, "seed": seed, "step": step} for seed, *_, step, name in stopped
-        ],
+        "not_evaluated": not_evaluated,
         "_curves": sorted(  # by seed, so that a seed keeps its colour whether evaluated or not
             [
                 (run.seed, run.episode_steps, run.episode_returns, row["step"], run.score)
                 for run, row in zip(runs, rows, strict=True)
             ]
-            + [(seed, steps, returns, step, None) for seed, steps, returns, step, _ in stopped],
+            + stopped_curves,
             key=lambda curve: curve[0],
         ),
     }
