@@ -43,7 +43,15 @@ def summarise(out: Path) -> dict:
     if not run_dirs:
         raise StormError(f"{out} holds no evaluated run (no */eval.json); train and evaluate first")
     runs = [load_run(path) for path in run_dirs]
-    games = {run.game for run in runs}
+    # A run stopped before its evaluation (a check interrupted, or a configuration given up on):
+    # its curve is drawn and it is named, but it has no eval mean and no place in the interval.
+    unevaluated = sorted(
+        path.parent
+        for path in out.glob("*/metrics.jsonl")
+        if not (path.parent / "eval.json").exists()
+    )
+    configs = {path: json.loads((path / "config.json").read_text()) for path in unevaluated}
+    games = {run.game for run in runs} | {config["env"]["game"] for config in configs.values()}
     if len(games) != 1:
         raise StormError(f"{out} mixes games ({', '.join(sorted(games))}); one game per folder")
     game = games.pop()
@@ -67,17 +75,10 @@ def summarise(out: Path) -> dict:
                 "training_episodes": len(run.episode_returns),
             }
         )
-    # A run stopped before its evaluation (a check interrupted, or a configuration given up on):
-    # its curve is drawn and it is named, but it has no eval mean and no place in the interval.
-    unevaluated = sorted(
-        path.parent
-        for path in out.glob("*/metrics.jsonl")
-        if not (path.parent / "eval.json").exists()
-    )
     not_evaluated, stopped_curves = [], []
     for path in unevaluated:
         steps, returns = load_episode_returns(path / "metrics.jsonl")
-        seed, step = json.loads((path / "config.json").read_text())["seed"], last_step(path)
+        seed, step = configs[path]["seed"], last_step(path)
         not_evaluated.append({"run": path.name, "seed": seed, "step": step})
         stopped_curves.append((seed, steps, returns, step, None))
     means = [row["eval_mean"] for row in rows]

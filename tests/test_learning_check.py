@@ -115,6 +115,28 @@ def test_a_run_stopped_before_its_evaluation_is_drawn_and_named_but_not_averaged
     )
 
 
+def test_a_stopped_run_of_another_game_is_refused_like_an_evaluated_one(checked, tmp_path):
+    out, _ = checked
+    copy = tmp_path / "Boxing"
+    shutil.copytree(out, copy)
+    stopped = copy / "Boxing_seed2"
+    (stopped / "eval.json").unlink()
+    config = json.loads((stopped / "config.json").read_text())
+    config["env"]["game"] = "Pong"
+    (stopped / "config.json").write_text(json.dumps(config))
+    before = (copy / "results.json").read_text()
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT.with_name("learning_check.py")), str(copy)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode != 0
+    assert f"{copy} mixes games (Boxing, Pong); one game per folder" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (copy / "results.json").read_text() == before  # the last summary is left as it was
+
+
 @pytest.mark.parametrize(
     "arguments, message",
     [([], "usage:"), (["Boxing", "one"], "SEEDS must look like"), (["--fast"], "unknown option")],
