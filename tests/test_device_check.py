@@ -139,6 +139,42 @@ def test_a_training_stage_left_no_time_is_timed_out_never_failed(tmp_path, monke
     assert stage["status"] == "timed out", stage
 
 
+def test_a_signal_just_before_a_stage_starts_stops_that_stage(tmp_path, monkeypatch):
+    """SIGTERM landing after the check has looked for a signal but before the next stage has
+    begun (here: while its limit is computed) still stops that stage: it never runs to its end
+    as if nothing had happened, and the check reports itself interrupted."""
+    import device_check.check as check
+
+    began = []
+
+    def stage(name, *arguments):
+        began.append(name)
+        return {"status": "passed" if name == "tests" else "ok"}
+
+    def limit_then_signal(plan, name, *arguments):
+        if name == "bench":
+            os.kill(os.getpid(), signal.SIGTERM)
+        return 10.0
+
+    monkeypatch.setattr(check, "_run_stage", stage)
+    monkeypatch.setattr(check, "stage_limit", limit_then_signal)
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        summary = check.run_check(
+            DRY_RUN_PLAN, tmp_path / "out", dry_run=True, stages=["tests", "bench", "training"]
+        )
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+    assert began == ["tests"]
+    assert summary["tests"]["status"] == "passed"
+    assert summary["bench"]["status"] == "interrupted"
+    assert summary["training"]["status"] == "not run (the check was interrupted)"
+    assert summary["complete"] is False and summary["interrupted_by"] == "SIGTERM"
+    assert check.exit_status(summary) == 1
+    assert json.loads((tmp_path / "out" / "summary.json").read_text()) == summary
+
+
 def test_pytest_outcomes_are_read_from_a_stopped_run():
     text = (
         "collected 9 items / 2 deselected / 7 selected\n\n"

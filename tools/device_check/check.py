@@ -293,20 +293,22 @@ def run_check(
     }
     _write(summary, out, clock)
     for name in selected:
-        if stopper.received is not None:
-            summary[name] = {"status": "not run (the check was interrupted)"}
-            continue
-        limit = stage_limit(plan, name, selected, clock.budget, clock.left)
-        started = clock.elapsed
-        print(f"device check: {name} (at most {limit:.0f} s)", flush=True)
-        result = None
+        result, limit, started = None, 0.0, clock.elapsed
         try:
+            # Armed before the test: a signal between the test and the stage's start must stop
+            # the stage, not be noticed only once it has run to its end.
             stopper.armed = True
-            result = _run_stage(name, plan, out, limit, clock.budget, bench_extra, root)
+            if stopper.received is None:
+                limit = stage_limit(plan, name, selected, clock.budget, clock.left)
+                print(f"device check: {name} (at most {limit:.0f} s)", flush=True)
+                result = _run_stage(name, plan, out, limit, clock.budget, bench_extra, root)
             stopper.armed = False
         except Interrupted:  # outside what the stage itself stops cleanly
             stopper.armed = False
             result = result or {"status": "interrupted"}
+        if result is None:  # stopped between stages: this one and the later ones never start
+            summary[name] = {"status": "not run (the check was interrupted)"}
+            continue
         summary[name] = result
         summary[name]["stage_seconds"] = round(clock.elapsed - started, 1)
         summary[name]["stage_limit_seconds"] = round(limit, 1)
