@@ -19,7 +19,8 @@
 # OUT gets one run directory per seed (GAME_seedN/) and beside it its logs (GAME_seedN.train.log,
 # .eval.log) and training wall time in seconds (GAME_seedN.wall_seconds), curve.png (each seed's episode returns against environment steps,
 # with its eval mean), results.json and results.md (the eval table with a 95 % interval over
-# seeds, wall time and env steps/s per run). Exit status: 0 when every run trained and was
+# seeds, wall time and env steps/s per run, and the reward per 1,000 steps the game paid beside
+# the one imagination promised). Exit status: 0 when every run trained and was
 # evaluated, 1 when one failed (its log says why), 2 on bad usage. Not part of CI (hours);
 # CI runs it at tiny sizes (tests/test_learning_check.py).
 set -euo pipefail

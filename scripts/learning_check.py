@@ -7,8 +7,10 @@ evaluated, its training wall time in seconds beside it (NAME.wall_seconds). Writ
 (each seed's episode returns against environment steps, a moving average over them, its eval
 mean at the end, and the random and human scores as lines), OUT/results.json and OUT/results.md
 (per-seed eval mean, the mean over seeds with its 95 % Student-t interval, wall time and
-environment steps per second per run). A run without eval.json (stopped before its evaluation)
-is drawn and named, but has no place in the mean or its interval.
+environment steps per second per run, and the reward per 1,000 steps that the game paid in the
+eval beside the one the world model predicted in imagination at the end of training). A run
+without eval.json (stopped before its evaluation) is drawn and named, but has no place in the
+mean or its interval.
 """
 
 from __future__ import annotations
@@ -28,6 +30,30 @@ from storm_wm.errors import StormError
 
 SMOOTHING_EPISODES = 10
 """Episodes in the moving average drawn over each seed's raw returns."""
+
+IMAGINED_WINDOW = 0.1
+"""The share of a run's last steps over which its imagined reward per step is averaged."""
+
+
+def game_reward_per_1000(eval_record: dict) -> float:
+    """What the game paid the evaluated policy: its eval returns over its episode lengths."""
+    return 1000 * sum(eval_record["returns"]) / sum(eval_record["lengths"])
+
+
+def imagined_reward_per_1000(metrics: Path, step: int) -> float | None:
+    """What the world model promised the policy: `agent/imagined_reward` (the mean predicted
+    reward per imagined step) averaged over the last IMAGINED_WINDOW of the run's steps up to
+    `step` (at least its last record); None before any agent update was logged."""
+    records = []
+    with metrics.open() as lines:
+        for line in lines:
+            record = json.loads(line)
+            if "agent/imagined_reward" in record and record["step"] <= step:
+                records.append((record["step"], record["agent/imagined_reward"]))
+    if not records:
+        return None
+    recent = [value for at, value in records if at > step * (1 - IMAGINED_WINDOW)]
+    return 1000 * float(np.mean(recent or [records[-1][1]]))
 
 
 def moving_average(values: np.ndarray, width: int) -> np.ndarray:
@@ -73,6 +99,10 @@ def summarise(out: Path) -> dict:
                 "wall_seconds": seconds,
                 "steps_per_second": steps / seconds if steps and seconds else None,
                 "training_episodes": len(run.episode_returns),
+                "game_reward_per_1000": game_reward_per_1000(eval_record),
+                "imagined_reward_per_1000": imagined_reward_per_1000(
+                    run.path / "metrics.jsonl", steps
+                ),
             }
         )
     not_evaluated, stopped_curves = [], []
@@ -144,19 +174,30 @@ def markdown(summary: dict) -> str:
     lines = [
         f"# Learning check: {summary['game']}",
         "",
-        "| run | seed | preset | steps | eval mean | eval episodes | wall time | env steps/s |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| run | seed | preset | steps | eval mean | eval episodes | wall time | env steps/s "
+        "| reward / 1k steps: game, imagined |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in summary["runs"]:
         wall = f"{row['wall_seconds'] / 60:.0f} min" if row["wall_seconds"] else "?"
         rate = f"{row['steps_per_second']:.2f}" if row["steps_per_second"] else "?"
+        imagined = row["imagined_reward_per_1000"]
+        rewards = f"{row['game_reward_per_1000']:.1f}, " + (
+            f"{imagined:.1f}" if imagined is not None else "?"
+        )
         lines.append(
             f"| {row['run']} | {row['seed']} | {row['preset']} | {row['step']} | "
-            f"{row['eval_mean']:.2f} | {row['eval_episodes']} | {wall} | {rate} |"
+            f"{row['eval_mean']:.2f} | {row['eval_episodes']} | {wall} | {rate} | {rewards} |"
         )
     ci = summary["ci95"]
     ci_text = f" [{ci[0]:.2f}, {ci[1]:.2f}] (95 % t-interval over seeds)" if ci else ""
     lines += ["", f"Mean over seeds: **{summary['mean']:.2f}**{ci_text}."]
+    lines.append(
+        "Reward per 1,000 steps: what the game paid in the eval episodes, and what the world "
+        f"model predicted in imagination over the last {IMAGINED_WINDOW:.0%} of training; "
+        "imagination promising far more than the game pays means the policy exploits its "
+        "world model's errors (docs/results.md)."
+    )
     for run in summary["not_evaluated"]:
         lines.append(
             f"Not evaluated, so not in the mean: {run['run']} (seed {run['seed']}), stopped at "

@@ -82,6 +82,29 @@ def test_the_check_draws_the_curves_and_writes_the_table(checked):
     assert table in result.stdout
 
 
+def test_the_table_sets_what_the_game_paid_beside_what_imagination_promised(checked):
+    """Per run: the eval's reward per 1,000 steps (its returns over its lengths) and the world
+    model's predicted reward per 1,000 imagined steps over the last 10 % of training."""
+    out, _ = checked
+    summary = json.loads((out / "results.json").read_text())
+    table = (out / "results.md").read_text()
+    for run in summary["runs"]:
+        record = json.loads((out / run["run"] / "eval.json").read_text())
+        paid = 1000 * sum(record["returns"]) / sum(record["lengths"])
+        assert run["game_reward_per_1000"] == pytest.approx(paid)
+        metrics = [json.loads(line) for line in (out / run["run"] / "metrics.jsonl").open()]
+        late = [
+            row["agent/imagined_reward"]
+            for row in metrics
+            if "agent/imagined_reward" in row and row["step"] > 0.9 * run["step"]
+        ]
+        assert late, "the run logged no agent update in its last 10 % of steps"
+        promised = 1000 * sum(late) / len(late)
+        assert run["imagined_reward_per_1000"] == pytest.approx(promised)
+        assert f"| {paid:.1f}, {promised:.1f} |" in table
+    assert "what the game paid in the eval episodes" in table
+
+
 def test_a_second_call_continues_and_does_not_evaluate_again(checked):
     out, _ = checked
     before = json.loads((out / "results.json").read_text())
