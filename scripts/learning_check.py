@@ -7,8 +7,9 @@ evaluated, its training wall time in seconds beside it (NAME.wall_seconds). Writ
 (each seed's episode returns against environment steps, a moving average over them, its eval
 mean at the end, and the random and human scores as lines), OUT/results.json and OUT/results.md
 (per-seed eval mean, the mean over seeds with its 95 % Student-t interval, wall time and
-environment steps per second per run, and the reward per 1,000 steps that the game paid in the
-eval beside the one the world model predicted in imagination at the end of training). A run
+environment steps per second per run, and two checks of the world model: its one-step frame
+error on the eval episodes over that of repeating the last frame, and the reward per 1,000 steps
+the game paid in the eval beside the one predicted in imagination at the end of training). A run
 without eval.json (stopped before its evaluation) is drawn and named, but has no place in the
 mean or its interval.
 """
@@ -33,6 +34,16 @@ SMOOTHING_EPISODES = 10
 
 IMAGINED_WINDOW = 0.1
 """The share of a run's last steps over which its imagined reward per step is averaged."""
+
+
+def next_frame_ratio(eval_record: dict) -> float | None:
+    """The world model's one-step frame error on the eval episodes over that of repeating the
+    last frame (below 1: it has learned how frames change); None where the eval has no check."""
+    quality = eval_record.get("world_model_quality") or {}
+    for horizon in quality.get("horizons", []):
+        if horizon["k"] == 1 and horizon.get("frame_mse_repeat_last"):
+            return horizon["frame_mse"] / horizon["frame_mse_repeat_last"]
+    return None
 
 
 def game_reward_per_1000(eval_record: dict) -> float:
@@ -99,6 +110,7 @@ def summarise(out: Path) -> dict:
                 "wall_seconds": seconds,
                 "steps_per_second": steps / seconds if steps and seconds else None,
                 "training_episodes": len(run.episode_returns),
+                "next_frame_ratio": next_frame_ratio(eval_record),
                 "game_reward_per_1000": game_reward_per_1000(eval_record),
                 "imagined_reward_per_1000": imagined_reward_per_1000(
                     run.path / "metrics.jsonl", steps
@@ -175,28 +187,32 @@ def markdown(summary: dict) -> str:
         f"# Learning check: {summary['game']}",
         "",
         "| run | seed | preset | steps | eval mean | eval episodes | wall time | env steps/s "
-        "| reward / 1k steps: game, imagined |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| next frame vs repeat last | reward / 1k steps: game, imagined |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in summary["runs"]:
         wall = f"{row['wall_seconds'] / 60:.0f} min" if row["wall_seconds"] else "?"
         rate = f"{row['steps_per_second']:.2f}" if row["steps_per_second"] else "?"
-        imagined = row["imagined_reward_per_1000"]
+        imagined, ratio = row["imagined_reward_per_1000"], row["next_frame_ratio"]
+        frames = f"{ratio:.2f}" if ratio is not None else "?"
         rewards = f"{row['game_reward_per_1000']:.1f}, " + (
             f"{imagined:.1f}" if imagined is not None else "?"
         )
         lines.append(
             f"| {row['run']} | {row['seed']} | {row['preset']} | {row['step']} | "
-            f"{row['eval_mean']:.2f} | {row['eval_episodes']} | {wall} | {rate} | {rewards} |"
+            f"{row['eval_mean']:.2f} | {row['eval_episodes']} | {wall} | {rate} | {frames} | "
+            f"{rewards} |"
         )
     ci = summary["ci95"]
     ci_text = f" [{ci[0]:.2f}, {ci[1]:.2f}] (95 % t-interval over seeds)" if ci else ""
     lines += ["", f"Mean over seeds: **{summary['mean']:.2f}**{ci_text}."]
     lines.append(
-        "Reward per 1,000 steps: what the game paid in the eval episodes, and what the world "
-        f"model predicted in imagination over the last {IMAGINED_WINDOW:.0%} of training; "
-        "imagination promising far more than the game pays means the policy exploits its "
-        "world model's errors (docs/results.md)."
+        "Next frame vs repeat last: the world model's one-step frame error on the eval "
+        "episodes over that of repeating the last frame (below 1: it has learned how frames "
+        "change; every Boxing run that failed to learn so far was at 1 or above). Reward per "
+        "1,000 steps: what the game paid in the eval episodes, and what the world model "
+        f"predicted in imagination over the last {IMAGINED_WINDOW:.0%} of training "
+        "(docs/results.md)."
     )
     for run in summary["not_evaluated"]:
         lines.append(

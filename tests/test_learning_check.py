@@ -82,8 +82,9 @@ def test_the_check_draws_the_curves_and_writes_the_table(checked):
     assert table in result.stdout
 
 
-def test_the_table_sets_what_the_game_paid_beside_what_imagination_promised(checked):
-    """Per run: the eval's reward per 1,000 steps (its returns over its lengths) and the world
+def test_the_table_gives_each_runs_checks_of_its_world_model(checked):
+    """Per run: the world model's one-step frame error on the eval episodes over repeating the
+    last frame; the eval's reward per 1,000 steps (its returns over its lengths) and the world
     model's predicted reward per 1,000 imagined steps over the last 10 % of training."""
     out, _ = checked
     summary = json.loads((out / "results.json").read_text())
@@ -101,7 +102,11 @@ def test_the_table_sets_what_the_game_paid_beside_what_imagination_promised(chec
         assert late, "the run logged no agent update in its last 10 % of steps"
         promised = 1000 * sum(late) / len(late)
         assert run["imagined_reward_per_1000"] == pytest.approx(promised)
-        assert f"| {paid:.1f}, {promised:.1f} |" in table
+        horizons = record["world_model_quality"]["horizons"]
+        one_step = next(horizon for horizon in horizons if horizon["k"] == 1)
+        ratio = one_step["frame_mse"] / one_step["frame_mse_repeat_last"]
+        assert run["next_frame_ratio"] == pytest.approx(ratio)
+        assert f"| {ratio:.2f} | {paid:.1f}, {promised:.1f} |" in table
     assert "what the game paid in the eval episodes" in table
 
 
