@@ -28,6 +28,7 @@ from storm_wm.analysis.runs import last_step, load_episode_returns, load_run
 from storm_wm.analysis.scores import load_reference, random_and_human
 from storm_wm.analysis.stats import t_interval
 from storm_wm.errors import StormError
+from storm_wm.logs.records import records as metric_records
 
 SMOOTHING_EPISODES = 10
 """Episodes in the moving average drawn over each seed's raw returns."""
@@ -55,12 +56,11 @@ def imagined_reward_per_1000(metrics: Path, step: int) -> float | None:
     """What the world model promised the policy: `agent/imagined_reward` (the mean predicted
     reward per imagined step) averaged over the last IMAGINED_WINDOW of the run's steps up to
     `step` (at least its last record); None before any agent update was logged."""
-    records = []
-    with metrics.open() as lines:
-        for line in lines:
-            record = json.loads(line)
-            if "agent/imagined_reward" in record and record["step"] <= step:
-                records.append((record["step"], record["agent/imagined_reward"]))
+    records = [
+        (record["step"], record["agent/imagined_reward"])
+        for record in metric_records(metrics)
+        if "agent/imagined_reward" in record and record["step"] <= step
+    ]
     if not records:
         return None
     recent = [value for at, value in records if at > step * (1 - IMAGINED_WINDOW)]
