@@ -202,6 +202,13 @@ class TrainConfig:
         "Environment steps between updates (one world-model and one agent update each).",
         bound="positive",
     )
+    agent_start: int = setting(
+        0,
+        """Environment step of the first agent update; before it the updates train the world
+        model alone and the untrained policy acts (0: from the end of the warm-up, the
+        paper's).""",
+        bound="0 or more",
+    )
     replay_capacity: int = setting(
         100_000,
         "Replay buffer size in steps (the oldest are overwritten).",

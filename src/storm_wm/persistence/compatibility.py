@@ -59,7 +59,10 @@ def config_differences(
     ignore: Iterable[str] = (),
 ) -> list[str]:
     """`name: expected -> actual` for every differing field (all of them, or those in `only`)."""
-    left, right = flatten(expected), flatten(actual)
+    # A field a saved config lacks was added after it was written, with the behaviour from before
+    # as its default: it compares as that default.
+    defaults = flatten(Config().to_dict())
+    left, right = {**defaults, **flatten(expected)}, {**defaults, **flatten(actual)}
     for flat in (left, right):
         if "env.game" in flat:
             flat["env.game"] = _canonical_game(flat["env.game"])

@@ -74,7 +74,8 @@ def train_loop(
     state: LoopState | None = None,
 ) -> LoopState:
     """Runs until `config.train.steps` env steps: random actions while the replay holds fewer
-    than `warmup_steps`, then one update every `train_every` steps. Starting from `state` (a
+    than `warmup_steps`, then one update every `train_every` steps (of the world model alone
+    before `agent_start`). Starting from `state` (a
     resumed run) continues its episode in progress; a part may end the run early."""
     schedule = config.train
     state = state or LoopState(reset_seed=config.seed)
@@ -99,7 +100,8 @@ def train_loop(
                 frame = _start_episode(env, policy, schedule, seed)
             state.frame = frame
             if not warming_up and state.step % schedule.train_every == 0:
-                metrics = trainer.train_step(replay, rng, state.step)
+                agent = state.step >= schedule.agent_start
+                metrics = trainer.train_step(replay, rng, state.step, agent=agent)
                 state.updates += 1
                 for part in parts:
                     part.updated(metrics)

@@ -46,9 +46,14 @@ class Trainer:
         )
         self.imagination = Imagination(device, compile=config.train.compile)
 
-    def train_step(self, replay: ReplayBuffer, rng: np.random.Generator, step: int = 0) -> dict:
-        """One world-model update, one imagined batch, one agent update, at env step `step`."""
+    def train_step(
+        self, replay: ReplayBuffer, rng: np.random.Generator, step: int = 0, agent: bool = True
+    ) -> dict:
+        """One world-model update, then (if `agent`) one imagined batch and one agent update, at
+        env step `step`."""
         metrics = self.update_world_model(replay, rng, step)
+        if not agent:
+            return metrics
         rollout = self.imagine(replay, rng)
         return metrics | self.update_agent(rollout, step)
 
