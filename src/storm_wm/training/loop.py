@@ -75,8 +75,8 @@ def train_loop(
 ) -> LoopState:
     """Runs until `config.train.steps` env steps: random actions while the replay holds fewer
     than `warmup_steps`, then one update every `train_every` steps (of the world model alone
-    before `agent_start`). Starting from `state` (a
-    resumed run) continues its episode in progress; a part may end the run early."""
+    before `agent_start`). Starting from `state` (a resumed run) continues its episode in
+    progress; a part may end the run early."""
     schedule = config.train
     state = state or LoopState(reset_seed=config.seed)
     if state.frame is None:
