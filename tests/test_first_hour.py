@@ -32,7 +32,7 @@ from storm_wm.persistence.checkpoint import (
 )
 from storm_wm.run import estimate
 from storm_wm.run.directory import RUN_LOCK, run_lock
-from storm_wm.run.parts import PhaseClock
+from storm_wm.run.parts import MODEL, TRAINING, WARMUP, PhaseClock
 from storm_wm.run.signals import StopSignals
 from storm_wm.run.train import train
 from storm_wm.text import format_duration
@@ -197,19 +197,43 @@ def test_small_runs_start_without_a_measurement(monkeypatch, capsys) -> None:
 def test_time_left_models_warm_up_and_training_separately() -> None:
     now = [0.0]
     clock = PhaseClock(clock=lambda: now[0])
-    clock.tick(True)
+    assert clock.describe(1000, 99_000) == "warm-up: 1000 random steps, then 99000 training steps"
+    clock.tick(WARMUP)
     for _ in range(100):  # warm-up: 10 ms a step
         now[0] += 0.01
-        clock.tick(True)
+        clock.tick(WARMUP)
     assert (
         clock.describe(900, 99_000) == "warm-up 0:09 left, then 99000 training steps "
         "(ETA once a few have run)"
     )
     for _ in range(4):  # training: 30 s a step
         now[0] += 30.0
-        clock.tick(False)
+        clock.tick(TRAINING)
     assert clock.describe(0, 99_000) == f"ETA {format_duration(99_000 * 30.0)}" == "ETA 34 days"
     assert format_duration(3725) == "1:02:05" and format_duration(42) == "0:42"
+
+
+def test_time_left_times_the_world_models_steps_before_the_agents_start_apart() -> None:
+    # --train.agent_start: the world model's updates alone are faster than the later ones.
+    now = [0.0]
+    clock = PhaseClock(clock=lambda: now[0])
+    assert clock.describe(100, 2_000, 500) == (
+        "warm-up: 100 random steps, then 500 world-model steps, then 2000 training steps"
+    )
+    clock.tick(WARMUP)
+    for _ in range(100):  # warm-up: 10 ms a step
+        now[0] += 0.01
+        clock.tick(WARMUP)
+    for _ in range(4):  # the world model alone: 2 s a step
+        now[0] += 2.0
+        clock.tick(MODEL)
+    assert clock.describe(0, 2_000, 60) == (
+        "world model alone 2:00 left, then 2000 training steps (ETA once a few have run)"
+    )
+    for _ in range(4):  # both updates: 3 s a step
+        now[0] += 3.0
+        clock.tick(TRAINING)
+    assert clock.describe(0, 2_000, 60) == f"ETA {format_duration(60 * 2.0 + 2_000 * 3.0)}"
 
 
 # A stop request is acknowledged at once.

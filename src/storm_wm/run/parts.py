@@ -150,10 +150,14 @@ class ProgressBar(Part):
 
     def step_done(self, state: LoopState, warming_up: bool) -> None:
         if not self.bar.disable:
-            self.clock.tick(warming_up)
-            left = self.schedule.steps - state.step
-            warmup = min(max(0, self.schedule.warmup_steps - len(self.replay)), left)
-            left_text = self.clock.describe(warmup, left - warmup)
+            schedule = self.schedule
+            # The loop's update after step n trains the agent too once n >= agent_start.
+            alone = state.step < schedule.agent_start
+            self.clock.tick(WARMUP if warming_up else MODEL if alone else TRAINING)
+            left = schedule.steps - state.step
+            warmup = min(max(0, schedule.warmup_steps - len(self.replay)), left)
+            model = min(max(0, schedule.agent_start - 1 - state.step - warmup), left - warmup)
+            left_text = self.clock.describe(warmup, left - warmup - model, model)
             self.bar.set_postfix_str(left_text + self.last_return, refresh=False)
         self.bar.update(1)
 
@@ -163,48 +167,54 @@ class ProgressBar(Part):
         self.bar.close()
 
 
-WARMUP, TRAINING = "warm-up", "training"
+WARMUP, MODEL, TRAINING = "warm-up", "world model alone", "training"
+PHASE_STEPS = {WARMUP: "random steps", MODEL: "world-model steps", TRAINING: "training steps"}
 MEASURED_TRAINING_STEPS = 4
 """Training steps timed before their speed is trusted (the first ones also build caches)."""
 
 
 class PhaseClock:
-    """Times the steps of each of a run's two phases: the first `warmup_steps` act at random and
-    update nothing (hundreds of steps a second); every later one trains (on a CPU, seconds to a
-    minute per step). `describe` turns what is left into a short text, and says so while the
-    training phase's speed is still unknown."""
+    """Times the steps of each of a run's phases: the first `warmup_steps` act at random and
+    update nothing (hundreds of steps a second); those before `train.agent_start` (none in the
+    paper's schedule) update the world model alone; every later one trains both (on a CPU,
+    seconds to a minute per step). `describe` turns what is left into a short text, and says so
+    while a phase's speed is still unknown."""
 
     def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
         self.clock = clock
-        self.seconds = {WARMUP: 0.0, TRAINING: 0.0}
-        self.steps = {WARMUP: 0, TRAINING: 0}
+        self.seconds = dict.fromkeys(PHASE_STEPS, 0.0)
+        self.steps = dict.fromkeys(PHASE_STEPS, 0)
         self.last: float | None = None
 
-    def tick(self, warming_up: bool) -> None:
-        """Call after each step: the time since the previous call is that step's."""
+    def tick(self, phase: str) -> None:
+        """Call after each step of `phase`: the time since the previous call is that step's."""
         now = self.clock()
         if self.last is not None:
-            phase = WARMUP if warming_up else TRAINING
             self.seconds[phase] += now - self.last
             self.steps[phase] += 1
         self.last = now
 
     def seconds_per_step(self, phase: str) -> float | None:
-        needed = MEASURED_TRAINING_STEPS if phase == TRAINING else 1
+        needed = 1 if phase == WARMUP else MEASURED_TRAINING_STEPS
         if self.steps[phase] < needed:
             return None
         return self.seconds[phase] / self.steps[phase]
 
-    def describe(self, warmup_left: int, training_left: int) -> str:
-        """`ETA 3:05:12`, or what is known so far while the training speed is not."""
-        warmup_time = 0.0
-        if warmup_left > 0:
-            rate = self.seconds_per_step(WARMUP)
-            if rate is None:
-                return f"warm-up: {warmup_left} random steps, then {training_left} training steps"
-            warmup_time = warmup_left * rate
-        training_rate = self.seconds_per_step(TRAINING)
-        if training_left > 0 and training_rate is None:
-            known = f"warm-up {format_duration(warmup_time)} left, then " if warmup_left else ""
-            return f"{known}{training_left} training steps (ETA once a few have run)"
-        return f"ETA {format_duration(warmup_time + training_left * (training_rate or 0.0))}"
+    def describe(self, warmup_left: int, training_left: int, model_left: int = 0) -> str:
+        """`ETA 3:05:12`, or what is known so far while a phase's speed is not."""
+        phases = [(WARMUP, warmup_left), (MODEL, model_left), (TRAINING, training_left)]
+        phases = [(phase, left) for phase, left in phases if left > 0]
+        known, seconds = [], 0.0
+        for index, (phase, left) in enumerate(phases):
+            rate = self.seconds_per_step(phase)
+            if rate is not None:
+                known.append(phase)
+                seconds += left * rate
+                continue
+            later = ", then ".join(f"{n} {PHASE_STEPS[p]}" for p, n in phases[index + 1 :])
+            if phase == WARMUP:
+                return f"warm-up: {left} random steps" + (f", then {later}" if later else "")
+            done = f"{' + '.join(known)} {format_duration(seconds)} left, then " if known else ""
+            then = f", then {later}" if later else ""
+            return f"{done}{left} {PHASE_STEPS[phase]}{then} (ETA once a few have run)"
+        return f"ETA {format_duration(seconds)}"
