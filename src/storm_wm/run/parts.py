@@ -211,10 +211,9 @@ class PhaseClock:
                 known.append(phase)
                 seconds += left * rate
                 continue
-            later = ", then ".join(f"{n} {PHASE_STEPS[p]}" for p, n in phases[index + 1 :])
+            then = "".join(f", then {n} {PHASE_STEPS[p]}" for p, n in phases[index + 1 :])
             if phase == WARMUP:
-                return f"warm-up: {left} random steps" + (f", then {later}" if later else "")
+                return f"warm-up: {left} random steps{then}"
             done = f"{' + '.join(known)} {format_duration(seconds)} left, then " if known else ""
-            then = f", then {later}" if later else ""
             return f"{done}{left} {PHASE_STEPS[phase]}{then} (ETA once a few have run)"
         return f"ETA {format_duration(seconds)}"
