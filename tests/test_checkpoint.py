@@ -366,7 +366,7 @@ def test_trainer_state_round_trip() -> None:
     replay = filled_replay(100, 0, 40)
     replay.frames = np.zeros((100, 16, 16, 3), np.uint8)
     trainer.train_step(replay, np.random.default_rng(0))
-    trainer.nonfinite.skipped.fill_(3)
+    trainer.nonfinite.total = 3
     buffer = io.BytesIO()
     torch.save(trainer.state_dict(), buffer)
     buffer.seek(0)

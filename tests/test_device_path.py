@@ -154,7 +154,7 @@ def test_update_skipped_on_the_device_changes_nothing_and_a_finite_one_changes_a
 
 
 def test_nonfinite_counters_report_streaks_once_per_read():
-    counters = NonfiniteCounters(torch.device("cpu"))
+    counters = NonfiniteCounters()
     true, false = torch.tensor(True), torch.tensor(False)
     for step, finite in [(1, true), (2, false), (3, false), (4, true), (5, false)]:
         counters.record("world_model", finite, step)

@@ -54,7 +54,7 @@ class MetricsLog(Part):
         if state.step % self.every or not (metrics := self.accumulator.flush()):
             return
         metrics["train/updates"] = state.updates
-        metrics["train/skipped_updates"] = int(self.counters.skipped)
+        metrics["train/skipped_updates"] = self.counters.skipped
         seconds = time.perf_counter() - self.started
         metrics["train/steps_per_second"] = (state.step - self.started_step) / seconds
         metrics["system/memory_mb"] = self.process.memory_info().rss / 2**20

@@ -31,7 +31,7 @@ class Trainer:
             lr=agent.learning_rate,
             eps=agent.adam_eps,
         )
-        self.nonfinite = NonfiniteCounters(device)
+        self.nonfinite = NonfiniteCounters()
         guarded = {"skips": self.nonfinite, "device": device, "dtype": dtype}
         self.world_model_update = GuardedUpdate(
             "world_model", world_model, self.world_model_optimizer, clip=wm.grad_clip, **guarded

@@ -2,9 +2,9 @@
 
 One NaN would otherwise spread to every weight and to Adam's moments, ruining the run for good.
 The decision to skip is a boolean tensor on the training device: fused Adam reads it as
-`found_inf`, the module's other state is put back with `torch.where`, and the counters the
-training loop stops on live on the device too, read (one transfer) only when the loop asks,
-at its log and checkpoint steps. No gradient scaler is needed: bf16 autocast keeps fp32's
+`found_inf`, the module's other state is put back with `torch.where`, and the flags the
+training loop's counters stop on stay on the device until the loop asks for them (one
+transfer, at its log and checkpoint steps). No gradient scaler is needed: bf16 autocast keeps fp32's
 exponent range.
 """
 
@@ -18,7 +18,7 @@ import torch
 from storm_wm.device import autocast
 
 MODELS = ("world_model", "agent")
-"""The models whose updates are counted, in the order of the checkpoint's table rows."""
+"""The models whose updates are counted, in the order a checkpoint lists their streaks."""
 
 
 @dataclass(frozen=True)
@@ -35,62 +35,61 @@ class NonfiniteReport:
     """Skipped updates of the whole run."""
 
 
-class Streak:
-    """One model's skipped updates: named 0-dim views of its row of the counters' table."""
-
-    def __init__(self, row: torch.Tensor) -> None:
-        # Skipped updates in a row now; the longest streak since the last read; the env step at
-        # which the newest streak began; whether one began since the last read (0 or 1).
-        self.current, self.longest, self.started_at, self.began = row
-
-
 class NonfiniteCounters:
-    """Per-model counts of skipped updates, kept on the device and read only on request."""
+    """Per-model counts of skipped updates. Each update's finite flag stays on the device until
+    the counts are asked for (`read`, `streaks`, `skipped`): then the flags since the last fetch
+    cross to the host in one transfer and are counted there."""
 
-    def __init__(self, device: torch.device) -> None:
-        self.table = torch.tensor([[0, 0, -1, 0]] * len(MODELS), device=device)
-        """(models, 4) int64, the rows of each model's `Streak`: what a checkpoint stores."""
-        self.models = {model: Streak(row) for model, row in zip(MODELS, self.table, strict=True)}
-        self.skipped = torch.zeros((), dtype=torch.int64, device=device)
+    def __init__(self) -> None:
+        self.pending: list[tuple[str, int, torch.Tensor]] = []
+        """(model, env step, 0-dim bool finite flag) of each update not yet fetched."""
+        self.current = dict.fromkeys(MODELS, 0)
+        self.longest = dict.fromkeys(MODELS, 0)
+        self.started: dict[str, int | None] = dict.fromkeys(MODELS)
+        self.total = 0
 
     def record(self, model: str, finite: torch.Tensor, step: int) -> None:
         """Counts one update of `model` at env step `step`; `finite` is its 0-dim bool flag."""
-        streak = self.models[model]
-        current = torch.where(finite, 0, streak.current + 1)
-        began = current == 1
-        streak.longest.copy_(torch.maximum(streak.longest, current))
-        streak.started_at.copy_(torch.where(began, step, streak.started_at))
-        streak.began.copy_(streak.began | began)
-        streak.current.copy_(current)
-        self.skipped += (~finite).long()
+        self.pending.append((model, step, finite))
+        if len(self.pending) >= 4096:  # a loop that never reads keeps its memory bounded
+            self._fetch()
+
+    def _fetch(self) -> None:
+        if not self.pending:
+            return
+        flags = torch.stack([finite for _, _, finite in self.pending]).tolist()
+        for (model, step, _), finite in zip(self.pending, flags, strict=True):
+            self.current[model] = 0 if finite else self.current[model] + 1
+            self.longest[model] = max(self.longest[model], self.current[model])
+            self.started[model] = step if self.current[model] == 1 else self.started[model]
+            self.total += not finite
+        self.pending.clear()
 
     def read(self) -> NonfiniteReport:
-        """One device-to-host transfer; starts the next read's `longest` and `streak_started`."""
-        *values, skipped = torch.cat([self.table.flatten(), self.skipped[None]]).tolist()
-        rows = {model: values[4 * index : 4 * index + 4] for index, model in enumerate(MODELS)}
-        for streak in self.models.values():
-            streak.longest.copy_(streak.current)
-            streak.began.zero_()
-        return NonfiniteReport(
-            streaks={model: current for model, (current, _, _, _) in rows.items()},
-            longest={model: longest for model, (_, longest, _, _) in rows.items()},
-            streak_started={
-                model: at if began else None for model, (_, _, at, began) in rows.items()
-            },
-            skipped_updates=skipped,
-        )
+        """The counts now; starts the next read's `longest` and `streak_started`."""
+        report = NonfiniteReport(self.streaks, self.longest, self.started, self.skipped)
+        self.longest, self.started = dict(self.current), dict.fromkeys(MODELS)
+        return report
 
     @property
     def streaks(self) -> dict[str, int]:
-        """The current streaks (a host synchronisation: for checkpoints and tests)."""
-        return {model: int(streak.current) for model, streak in self.models.items()}
+        """The current streaks (a host synchronisation, as is `skipped`)."""
+        self._fetch()
+        return dict(self.current)
+
+    @property
+    def skipped(self) -> int:
+        self._fetch()
+        return self.total
 
     def state_dict(self) -> dict:
-        return {"table": self.table.cpu(), "skipped": int(self.skipped)}
+        return {"streaks": list(self.streaks.values()), "skipped": self.skipped}
 
     def load_state_dict(self, state: dict) -> None:
-        self.table.copy_(state["table"])
-        self.skipped.fill_(int(state["skipped"]))
+        # Checkpoints written before 2026-12-07 keep each streak in column 0 of a "table".
+        streaks = state["streaks"] if "streaks" in state else state["table"][:, 0].tolist()
+        self.current = dict(zip(MODELS, map(int, streaks), strict=True))
+        self.longest, self.total = dict(self.current), int(state["skipped"])
 
 
 class GuardedUpdate:
