@@ -168,6 +168,12 @@ def test_nonfinite_counters_report_streaks_once_per_read():
     report = counters.read()  # the same streak goes on: no new start to warn about
     assert report.streaks["world_model"] == 2 and report.longest["world_model"] == 2
     assert report.streak_started["world_model"] is None
+    restored = NonfiniteCounters()
+    restored.load_state_dict(counters.state_dict())
+    assert restored.streaks == {"world_model": 2, "agent": 0} and restored.skipped == 4
+    # A checkpoint written before 2026-12-07 holds each streak in column 0 of a table.
+    restored.load_state_dict({"table": torch.tensor([[0, 0, -1, 0], [3, 3, 7, 1]]), "skipped": 5})
+    assert restored.streaks == {"world_model": 0, "agent": 3} and restored.skipped == 5
 
 
 def test_fused_adam_found_inf_skips_the_step_and_keeps_the_step_count():

@@ -4,8 +4,8 @@ One NaN would otherwise spread to every weight and to Adam's moments, ruining th
 The decision to skip is a boolean tensor on the training device: fused Adam reads it as
 `found_inf`, the module's other state is put back with `torch.where`, and the flags the
 training loop's counters stop on stay on the device until the loop asks for them (one
-transfer, at its log and checkpoint steps). No gradient scaler is needed: bf16 autocast keeps fp32's
-exponent range.
+transfer, at its log and checkpoint steps). No gradient scaler is needed: bf16 autocast keeps
+fp32's exponent range.
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ class NonfiniteCounters:
         for (model, step, _), finite in zip(self.pending, flags, strict=True):
             self.current[model] = 0 if finite else self.current[model] + 1
             self.longest[model] = max(self.longest[model], self.current[model])
-            self.started[model] = step if self.current[model] == 1 else self.started[model]
+            if self.current[model] == 1:
+                self.started[model] = step
             self.total += not finite
         self.pending.clear()
 
