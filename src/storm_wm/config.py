@@ -471,9 +471,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
     },
     # STORM for a CPU: 30,000 steps of it run in 46-55 minutes on 2 cores, and the whole agent
-    # beat the human's Boxing score on 4 of 10 seeds, 3 of them at 30 or more (docs/results.md). Only sizes and schedule differ
-    # from the paper (docs/algorithm.md#10-presets); the algorithm, the protocol and the
-    # evaluation are the paper's.
+    # beat the human's Boxing score on 4 of 10 seeds, 3 of them at 30 or more
+    # (docs/results.md). Only sizes and schedule differ from the paper
+    # (docs/algorithm.md#10-presets); the algorithm, the protocol and the evaluation are the
+    # paper's.
     "small": {
         "world_model": CPU_WORLD_MODEL,
         "agent": CPU_AGENT,
