@@ -53,14 +53,28 @@ def test_a_decoder_that_returns_the_real_frames_has_zero_error_and_an_offset_the
     model.decode = lambda latents: targets + 0.1
     offset = by_k(open_loop_errors(model, **data, context=CONTEXT, horizons=HORIZONS))
     for k in HORIZONS:
-        assert exact[k]["frame_mse"] == 0.0
+        assert exact[k]["frame_mse"] == 0.0 and exact[k]["frame_mse_posterior"] == 0.0
         assert offset[k]["frame_mse"] == pytest.approx(0.01, rel=1e-4)
+        assert offset[k]["frame_mse_posterior"] == pytest.approx(0.01, rel=1e-4)
         assert exact[k]["frame_windows"] == 3
         # The baseline repeats the last context frame (index 1) for frame C + k - 1.
         last = frames_to_input(data["frames"][:, CONTEXT - 1])
         target = frames_to_input(data["frames"][:, CONTEXT + k - 1])
         expected = float((last - target).square().mean())
         assert exact[k]["frame_mse_repeat_last"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_the_autoencoder_baseline_encodes_the_target_frames_themselves(tiny_world_model):
+    model, _ = tiny_world_model()
+    data = windows()
+    encoded, encode = [], model.encode
+    model.encode = lambda frames, uniform: encoded.append(frames) or encode(frames, uniform)
+    result = by_k(open_loop_errors(model, **data, context=CONTEXT, horizons=HORIZONS))
+    assert len(encoded) == 2
+    assert torch.equal(encoded[0], data["frames"][:, :CONTEXT])  # the context, once
+    assert torch.equal(encoded[1], data["frames"][:, CONTEXT:LENGTH])  # frames C..C+K-1
+    for k in HORIZONS:
+        assert 0.0 < result[k]["frame_mse_posterior"] <= 1.0
 
 
 def test_reward_and_termination_errors_compare_the_transition_after_the_last_real_frame(
@@ -108,9 +122,10 @@ def test_the_imagination_never_sees_a_real_frame_after_the_context_but_follows_t
     model.decode = lambda latents: seen.append(latents.clone()) or real_decode(latents)
 
     def run(**changes):
+        seen.clear()
         torch.manual_seed(5)
         open_loop_errors(model, **{**data, **changes}, context=CONTEXT, horizons=HORIZONS)
-        return seen[-1]
+        return seen[0]  # the imagined latents (the second decode draws the target frames)
 
     baseline = run()
     later_frames = data["frames"].clone()
@@ -138,6 +153,7 @@ def test_horizons_that_do_not_fit_are_skipped_with_the_reason(tiny_world_model):
     assert set(open_loop_metrics(result)) == {
         "open_loop/frame_mse_k1",
         "open_loop/frame_mse_repeat_last_k1",
+        "open_loop/frame_mse_posterior_k1",
         "open_loop/reward_abs_error_k1",
         "open_loop/termination_accuracy_k1",
     }

@@ -7,6 +7,12 @@ frames, then runs open loop: each next latent is sampled from its prior and fed 
 after the last real frame: frame o_{C+k-1} (decoded from the prior sample), reward r_{C+k-2}
 and end flag d_{C+k-2} (read from the feature h_{C+k-2}). So k = 1 is a one-step prediction,
 exactly what the agent's imagination starts from.
+
+Two baselines stand beside each frame error: repeating the last real frame (a model that
+predicts nothing moves) and decoding the target frame's own posterior sample (what the
+autoencoder loses drawing a frame it is shown: no prediction can be expected to do better).
+The first splits "predicts motion" from "does not"; the second splits "cannot draw the frame"
+from "cannot foresee it".
 """
 
 from __future__ import annotations
@@ -56,10 +62,11 @@ def _open_loop_chunk(
     actions: torch.Tensor,
     context: int,
     horizon: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per window and k (B, K): frame MSE, MSE of repeating the last context frame, predicted
-    rewards and predicted end flags. Frames are compared chunk by chunk: 256 windows of 15
-    decoded 64 x 64 frames would be 190 MB of floats at once."""
+) -> tuple[torch.Tensor, ...]:
+    """Per window and k (B, K): frame MSE, MSE of repeating the last context frame, MSE of
+    decoding the target frame's own posterior sample, predicted rewards and predicted end
+    flags. Frames are compared chunk by chunk: 256 windows of 15 decoded 64 x 64 frames would
+    be 190 MB of floats at once."""
     batch = len(frames)
     latent, feature, cache = world_model.start_from_context(
         frames[:, :context],
@@ -76,10 +83,16 @@ def _open_loop_chunk(
     predicted = world_model.decode(torch.stack(latents, dim=1)).float().clamp(0.0, 1.0)
     targets = frames_to_input(frames[:, context : context + horizon])  # (B, K, 3, H, W)
     last_context = frames_to_input(frames[:, context - 1 : context])
+    # Sampled after the rollout, so the prediction draws the same numbers as without it.
+    shown = world_model.encode(
+        frames[:, context : context + horizon], world_model.latent_noise(batch, horizon)
+    )
+    drawn = world_model.decode(shown).float().clamp(0.0, 1.0)
     stacked = torch.stack(features, dim=1)  # (B, K, hidden)
     return (
         (predicted - targets).square().mean((-3, -2, -1)),
         (last_context - targets).square().mean((-3, -2, -1)),
+        (drawn - targets).square().mean((-3, -2, -1)),
         world_model.predict_reward(stacked).float(),
         world_model.predict_termination(stacked),
     )
@@ -107,11 +120,13 @@ def open_loop_errors(
     real steps (False pads windows cut short by an episode's end). A target counts only if it
     lies in the same episode as the context: no end flag before it in the window (the
     reward and flag of the ending transition itself count). Frame errors are pixel MSE on
-    [0, 1] (decoded frames clamped to it), averaged over pixels and windows; beside each is the
+    [0, 1] (decoded frames clamped to it), averaged over pixels and windows; beside each are the
     MSE of simply repeating the last context frame, the error of a model that predicts nothing
-    moves. Horizons that do not fit the window or the position embedding are listed, with the
-    reason, under `skipped_horizons`. Call in the world model's eval mode; sampling uses torch's
-    global generator.
+    moves (`frame_mse_repeat_last`), and the MSE of decoding the target frame's own posterior
+    sample, the autoencoder's error on that frame (`frame_mse_posterior`). Horizons that do not
+    fit the window or the position embedding are listed, with the reason, under
+    `skipped_horizons`. Call in the world model's eval mode; sampling uses torch's global
+    generator.
     """
     batch, length = frames.shape[:2]
     max_length = world_model.transformer.config.max_length
@@ -134,7 +149,7 @@ def open_loop_errors(
         _open_loop_chunk(world_model, frames[rows], actions[rows], context, horizon)
         for rows in torch.arange(batch, device=device).split(chunk_size)
     ]
-    frame_errors, copy_errors, predicted_rewards, predicted_ends = (
+    frame_errors, copy_errors, drawn_errors, predicted_rewards, predicted_ends = (
         torch.cat(parts) for parts in zip(*chunks, strict=True)
     )  # each (B, K)
     steps = slice(context - 1, context + horizon - 1)  # transitions predicted at k = 1..K
@@ -157,6 +172,7 @@ def open_loop_errors(
                 "frame_windows": int(frame_rows.sum()),
                 "frame_mse": _mean(frame_errors[frame_rows, index]),
                 "frame_mse_repeat_last": _mean(copy_errors[frame_rows, index]),
+                "frame_mse_posterior": _mean(drawn_errors[frame_rows, index]),
                 "step_windows": int(step_rows.sum()),
                 "reward_abs_error": _mean(reward_errors[step_rows, index]),
                 "termination_accuracy": _mean(correct_ends[step_rows, index]),
@@ -172,6 +188,7 @@ def open_loop_metrics(result: dict[str, Any], prefix: str = "open_loop") -> dict
     names = (
         "frame_mse",
         "frame_mse_repeat_last",
+        "frame_mse_posterior",
         "reward_abs_error",
         "termination_accuracy",
         "termination_recall",

@@ -195,7 +195,8 @@ def describe_quality(quality: dict) -> str:
             continue
         parts.append(
             f"k={record['k']}: frame MSE {record['frame_mse']:.4f} "
-            f"(repeat-last {record['frame_mse_repeat_last']:.4f}), "
+            f"(repeat-last {record['frame_mse_repeat_last']:.4f}, "
+            f"own frame drawn {record['frame_mse_posterior']:.4f}), "
             f"reward error {record['reward_abs_error']:.3f}, "
             f"end accuracy {record['termination_accuracy']:.3f}"
         )
