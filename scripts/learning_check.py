@@ -8,7 +8,8 @@ evaluated, its training wall time in seconds beside it (NAME.wall_seconds). Writ
 mean at the end, and the random and human scores as lines), OUT/results.json and OUT/results.md
 (per-seed eval mean, the mean over seeds with its 95 % Student-t interval, wall time and
 environment steps per second per run, and two checks of the world model: its one-step frame
-error on the eval episodes over that of repeating the last frame, and the reward per 1,000 steps
+error on the eval episodes over that of repeating the last frame (beside the autoencoder's own
+error on those frames over the same), and the reward per 1,000 steps
 the game paid in the eval beside the one predicted in imagination at the end of training). A run
 without eval.json (stopped before its evaluation) is drawn and named, but has no place in the
 mean or its interval.
@@ -37,13 +38,15 @@ IMAGINED_WINDOW = 0.1
 """The share of a run's last steps over which its imagined reward per step is averaged."""
 
 
-def next_frame_ratio(eval_record: dict) -> float | None:
+def next_frame_ratio(eval_record: dict, error: str = "frame_mse") -> float | None:
     """The world model's one-step frame error on the eval episodes over that of repeating the
-    last frame (below 1: it has learned how frames change); None where the eval has no check."""
+    last frame (below 1: its prediction beats a model of nothing moving); with `error`
+    "frame_mse_posterior", the autoencoder's own error on the same frames over that, the floor
+    under the first. None where the eval has no such check."""
     quality = eval_record.get("world_model_quality") or {}
     for horizon in quality.get("horizons", []):
-        if horizon["k"] == 1 and horizon.get("frame_mse_repeat_last"):
-            return horizon["frame_mse"] / horizon["frame_mse_repeat_last"]
+        if horizon["k"] == 1 and horizon.get("frame_mse_repeat_last") and error in horizon:
+            return horizon[error] / horizon["frame_mse_repeat_last"]
     return None
 
 
@@ -111,6 +114,7 @@ def summarise(out: Path) -> dict:
                 "steps_per_second": steps / seconds if steps and seconds else None,
                 "training_episodes": len(run.episode_returns),
                 "next_frame_ratio": next_frame_ratio(eval_record),
+                "own_frame_ratio": next_frame_ratio(eval_record, "frame_mse_posterior"),
                 "game_reward_per_1000": game_reward_per_1000(eval_record),
                 "imagined_reward_per_1000": imagined_reward_per_1000(
                     run.path / "metrics.jsonl", steps
@@ -187,14 +191,16 @@ def markdown(summary: dict) -> str:
         f"# Learning check: {summary['game']}",
         "",
         "| run | seed | preset | steps | eval mean | eval episodes | wall time | env steps/s "
-        "| next frame vs repeat last | reward / 1k steps: game, imagined |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| next frame vs repeat last | own frame drawn vs repeat last "
+        "| reward / 1k steps: game, imagined |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in summary["runs"]:
         wall = f"{row['wall_seconds'] / 60:.0f} min" if row["wall_seconds"] else "?"
         rate = f"{row['steps_per_second']:.2f}" if row["steps_per_second"] else "?"
-        imagined, ratio = row["imagined_reward_per_1000"], row["next_frame_ratio"]
-        frames = f"{ratio:.2f}" if ratio is not None else "?"
+        imagined = row["imagined_reward_per_1000"]
+        ratios = (row["next_frame_ratio"], row["own_frame_ratio"])
+        frames = " | ".join(f"{ratio:.2f}" if ratio is not None else "?" for ratio in ratios)
         rewards = f"{row['game_reward_per_1000']:.1f}, " + (
             f"{imagined:.1f}" if imagined is not None else "?"
         )
@@ -208,8 +214,11 @@ def markdown(summary: dict) -> str:
     lines += ["", f"Mean over seeds: **{summary['mean']:.2f}**{ci_text}."]
     lines.append(
         "Next frame vs repeat last: the world model's one-step frame error on the eval "
-        "episodes over that of repeating the last frame (below 1: it has learned how frames "
-        "change; every Boxing run that failed to learn so far was at 1 or above). Reward per "
+        "episodes over that of repeating the last frame (below 1: its prediction beats a model "
+        "of nothing moving; every Boxing run that failed to learn so far was at 1 or above). "
+        "Own frame drawn vs repeat last: the autoencoder's error on those same frames, encoded "
+        "and decoded, over the same: the floor under the first, so a first ratio near 1 with "
+        "this one near it too says the model cannot yet draw what moves. Reward per "
         "1,000 steps: what the game paid in the eval episodes, and what the world model "
         f"predicted in imagination over the last {IMAGINED_WINDOW:.0%} of training "
         "(docs/results.md)."

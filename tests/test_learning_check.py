@@ -105,8 +105,10 @@ def test_the_table_gives_each_runs_checks_of_its_world_model(checked):
         horizons = record["world_model_quality"]["horizons"]
         one_step = next(horizon for horizon in horizons if horizon["k"] == 1)
         ratio = one_step["frame_mse"] / one_step["frame_mse_repeat_last"]
+        floor = one_step["frame_mse_posterior"] / one_step["frame_mse_repeat_last"]
         assert run["next_frame_ratio"] == pytest.approx(ratio)
-        assert f"| {ratio:.2f} | {paid:.1f}, {promised:.1f} |" in table
+        assert run["own_frame_ratio"] == pytest.approx(floor)
+        assert f"| {ratio:.2f} | {floor:.2f} | {paid:.1f}, {promised:.1f} |" in table
     assert "what the game paid in the eval episodes" in table
 
 
