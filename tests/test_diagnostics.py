@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from storm_wm import diagnostics
 from storm_wm.diagnostics import (
     WindowReservoir,
     fitting_horizons,
@@ -75,6 +76,26 @@ def test_the_autoencoder_baseline_encodes_the_target_frames_themselves(tiny_worl
     assert torch.equal(encoded[1], data["frames"][:, CONTEXT:LENGTH])  # frames C..C+K-1
     for k in HORIZONS:
         assert 0.0 < result[k]["frame_mse_posterior"] <= 1.0
+
+
+def test_the_autoencoder_baseline_leaves_the_predictions_samples_as_they_were(
+    tiny_world_model, monkeypatch
+):
+    model, _ = tiny_world_model()
+    data = windows(batch=3)
+
+    def errors():
+        torch.manual_seed(3)  # chunks of one window: every rollout before any baseline draw
+        result = open_loop_errors(model, **data, context=CONTEXT, horizons=HORIZONS, chunk_size=1)
+        return [record["frame_mse"] for record in result["horizons"]]
+
+    with_baseline = errors()
+    monkeypatch.setattr(
+        diagnostics,
+        "_own_frame_errors",
+        lambda model, frames, context, horizon: torch.zeros(len(frames), horizon),
+    )
+    assert errors() == with_baseline
 
 
 def test_reward_and_termination_errors_compare_the_transition_after_the_last_real_frame(

@@ -62,11 +62,10 @@ def _open_loop_chunk(
     actions: torch.Tensor,
     context: int,
     horizon: int,
-) -> tuple[torch.Tensor, ...]:
-    """Per window and k (B, K): frame MSE, MSE of repeating the last context frame, MSE of
-    decoding the target frame's own posterior sample, predicted rewards and predicted end
-    flags. Frames are compared chunk by chunk: 256 windows of 15 decoded 64 x 64 frames would
-    be 190 MB of floats at once."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per window and k (B, K): frame MSE, MSE of repeating the last context frame, predicted
+    rewards and predicted end flags. Frames are compared chunk by chunk: 256 windows of 15
+    decoded 64 x 64 frames would be 190 MB of floats at once."""
     batch = len(frames)
     latent, feature, cache = world_model.start_from_context(
         frames[:, :context],
@@ -83,19 +82,23 @@ def _open_loop_chunk(
     predicted = world_model.decode(torch.stack(latents, dim=1)).float().clamp(0.0, 1.0)
     targets = frames_to_input(frames[:, context : context + horizon])  # (B, K, 3, H, W)
     last_context = frames_to_input(frames[:, context - 1 : context])
-    # Sampled after the rollout, so the prediction draws the same numbers as without it.
-    shown = world_model.encode(
-        frames[:, context : context + horizon], world_model.latent_noise(batch, horizon)
-    )
-    drawn = world_model.decode(shown).float().clamp(0.0, 1.0)
     stacked = torch.stack(features, dim=1)  # (B, K, hidden)
     return (
         (predicted - targets).square().mean((-3, -2, -1)),
         (last_context - targets).square().mean((-3, -2, -1)),
-        (drawn - targets).square().mean((-3, -2, -1)),
         world_model.predict_reward(stacked).float(),
         world_model.predict_termination(stacked),
     )
+
+
+def _own_frame_errors(
+    world_model: WorldModel, frames: torch.Tensor, context: int, horizon: int
+) -> torch.Tensor:
+    """Per window and k (B, K): MSE of decoding the target frame's own posterior sample."""
+    targets = frames[:, context : context + horizon]
+    noise = world_model.latent_noise(len(frames), horizon)
+    drawn = world_model.decode(world_model.encode(targets, noise)).float().clamp(0.0, 1.0)
+    return (drawn - frames_to_input(targets)).square().mean((-3, -2, -1))
 
 
 def _mean(values: torch.Tensor) -> float | None:
@@ -145,13 +148,18 @@ def open_loop_errors(
     rewards, terminations = rewards.to(device).float(), terminations.to(device).bool()
     valid = torch.ones_like(terminations) if valid is None else valid.to(device).bool()
 
+    row_chunks = torch.arange(batch, device=device).split(chunk_size)
     chunks = [
         _open_loop_chunk(world_model, frames[rows], actions[rows], context, horizon)
-        for rows in torch.arange(batch, device=device).split(chunk_size)
+        for rows in row_chunks
     ]
-    frame_errors, copy_errors, drawn_errors, predicted_rewards, predicted_ends = (
+    frame_errors, copy_errors, predicted_rewards, predicted_ends = (
         torch.cat(parts) for parts in zip(*chunks, strict=True)
     )  # each (B, K)
+    # After every rollout, so the predictions draw the same numbers as they would without it.
+    drawn_errors = torch.cat(
+        [_own_frame_errors(world_model, frames[rows], context, horizon) for rows in row_chunks]
+    )
     steps = slice(context - 1, context + horizon - 1)  # transitions predicted at k = 1..K
     reward_errors = (predicted_rewards - rewards[:, steps]).abs()
     real_ends = terminations[:, steps]
