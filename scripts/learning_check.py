@@ -38,10 +38,10 @@ IMAGINED_WINDOW = 0.1
 """The share of a run's last steps over which its imagined reward per step is averaged."""
 
 
-def next_frame_ratio(eval_record: dict, error: str = "frame_mse") -> float | None:
-    """The world model's one-step frame error on the eval episodes over that of repeating the
-    last frame (below 1: its prediction beats a model of nothing moving); with `error`
-    "frame_mse_posterior", the autoencoder's own error on the same frames over that, the floor
+def over_repeat_last(eval_record: dict, error: str) -> float | None:
+    """A one-step frame error on the eval episodes over that of repeating the last frame.
+    `error` "frame_mse": the world model's prediction (below 1: it beats a model of nothing
+    moving); "frame_mse_posterior": the autoencoder's own error on the same frames, the floor
     under the first. None where the eval has no such check."""
     quality = eval_record.get("world_model_quality") or {}
     for horizon in quality.get("horizons", []):
@@ -113,8 +113,8 @@ def summarise(out: Path) -> dict:
                 "wall_seconds": seconds,
                 "steps_per_second": steps / seconds if steps and seconds else None,
                 "training_episodes": len(run.episode_returns),
-                "next_frame_ratio": next_frame_ratio(eval_record),
-                "own_frame_ratio": next_frame_ratio(eval_record, "frame_mse_posterior"),
+                "next_frame_ratio": over_repeat_last(eval_record, "frame_mse"),
+                "own_frame_ratio": over_repeat_last(eval_record, "frame_mse_posterior"),
                 "game_reward_per_1000": game_reward_per_1000(eval_record),
                 "imagined_reward_per_1000": imagined_reward_per_1000(
                     run.path / "metrics.jsonl", steps
