@@ -471,7 +471,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
     },
     # STORM for a CPU: 30,000 steps of it run in 46-55 minutes on 2 cores, and the whole agent
-    # beat the human's Boxing score on 6 of 12 seeds, 4 of them at 30 or more
+    # beat the human's Boxing score on 7 of 14 seeds, 5 of them at 30 or more
     # (docs/results.md). Only sizes and schedule differ from the paper
     # (docs/algorithm.md#10-presets); the algorithm, the protocol and the evaluation are the
     # paper's.
